@@ -1,0 +1,57 @@
+"""Project hooks: parameter validation before a run, and MLflow artefacts after each save."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import mlflow
+from kedro.framework.hooks import hook_impl
+from kedro.io import AbstractVersionedDataset, DataCatalog
+from kedro.pipeline import Pipeline
+
+from longtail.params import validate_parameters
+
+logger = logging.getLogger(__name__)
+
+
+class ParameterValidationHook:
+    """Checks every parameter before the first node runs, so nothing is trained or written
+    with a configuration that would fail later."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        validate_parameters(catalog.load("parameters"))
+
+
+class MlflowArtifactsHook:
+    """Logs the file a dataset has just saved as an artefact of the active MLflow run, for
+    the catalog entries whose metadata says ``mlflow: {artifact_path: <folder>}``.
+
+    The datasets stay plain versioned Kedro datasets (one save version per run, loadable by
+    version); only the file of this run's version is logged.
+    """
+
+    def __init__(self) -> None:
+        self._catalog: DataCatalog | None = None
+
+    @hook_impl
+    def after_catalog_created(self, catalog: DataCatalog) -> None:
+        self._catalog = catalog
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        if self._catalog is None or mlflow.active_run() is None:
+            return
+        dataset = self._catalog.get(dataset_name)
+        folder = ((getattr(dataset, "metadata", None) or {}).get("mlflow") or {}).get("artifact_path")
+        if folder is None:
+            return
+        mlflow.log_artifact(str(saved_path(dataset)), artifact_path=folder)
+
+
+def saved_path(dataset: Any) -> Any:
+    """The file that the dataset's last save wrote (the current save version's file)."""
+    if isinstance(dataset, AbstractVersionedDataset) and dataset._version is not None:
+        return dataset._get_versioned_path(dataset.resolve_save_version())
+    return dataset._filepath

@@ -1,0 +1,179 @@
+"""Typed parameters: the one place where every parameter of the study is checked.
+
+Each pipeline reads its block of ``conf/base/parameters_<pipeline>.yml`` through one of the
+models below. ``validate_parameters`` checks all blocks at once before a run starts, so a
+typo after hours of configuration is reported in one message, before any training.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DATASETS = ("digits", "mnist5k")
+MODELS = ("mlp", "cnn", "resnet")
+SCHEDULES = ("constant", "cosine", "linear")
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class InvalidParameters(ValueError):
+    """Raised with one line per problem: the parameter, its value and what is allowed."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid parameters:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetParams(_Block):
+    name: Literal[DATASETS]  # type: ignore[valid-type]
+    test_fraction: float = Field(gt=0, lt=1)
+    seed: int = Field(ge=0)
+    label_noise: float = Field(ge=0, lt=1)
+
+
+class SamplingParams(_Block):
+    n_models: int = Field(ge=2)
+    subset_ratio: float = Field(gt=0, lt=1)
+    seed: int = Field(ge=0)
+
+
+class TrainingParams(_Block):
+    model: Literal[MODELS]  # type: ignore[valid-type]
+    hidden_sizes: tuple[int, ...]
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    momentum: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0)
+    schedule: Literal[SCHEDULES]  # type: ignore[valid-type]
+    seed: int = Field(ge=0)
+    device: str
+    models_per_shard: int | Literal["auto"] = "auto"
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _positive_sizes(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
+        if not sizes or any(size < 1 for size in sizes):
+            raise ValueError("must be a non-empty list of positive layer widths")
+        return sizes
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if not _DEVICE.match(device):
+            raise ValueError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return device
+
+    @field_validator("models_per_shard")
+    @classmethod
+    def _positive_shard(cls, size: int | str) -> int | str:
+        if isinstance(size, int) and size < 1:
+            raise ValueError("must be a positive number of models or 'auto'")
+        return size
+
+
+class ScoringParams(_Block):
+    influence_threshold: float = Field(ge=0, le=1)
+    memorization_threshold: float = Field(ge=0, le=1)
+    top_k: int = Field(ge=1)
+    max_block_mb: float = Field(gt=0)
+
+
+class RemovalParams(_Block):
+    thresholds: tuple[float, ...]
+    repeats: int = Field(ge=1)
+    seed: int = Field(ge=0)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _sorted_unit_interval(cls, thresholds: tuple[float, ...]) -> tuple[float, ...]:
+        if not thresholds:
+            raise ValueError("must list at least one threshold")
+        if any(not 0 <= t <= 1 for t in thresholds):
+            raise ValueError("every threshold must lie in [0, 1]")
+        if list(thresholds) != sorted(set(thresholds)):
+            raise ValueError("must be sorted in increasing order without repeats")
+        return thresholds
+
+
+class ReportingParams(_Block):
+    grid_rows: int = Field(ge=1)
+    grid_per_row: int = Field(ge=1)
+    influence_rows: int = Field(ge=1)
+    influence_per_row: int = Field(ge=1)
+    seed: int = Field(ge=0)
+
+
+BLOCKS: dict[str, type[_Block]] = {
+    "dataset": DatasetParams,
+    "sampling": SamplingParams,
+    "training": TrainingParams,
+    "scoring": ScoringParams,
+    "removal": RemovalParams,
+    "reporting": ReportingParams,
+}
+
+
+class StudyParams(_Block):
+    """All blocks together, for the checks that span blocks."""
+
+    dataset: DatasetParams
+    sampling: SamplingParams
+    training: TrainingParams
+    scoring: ScoringParams
+    removal: RemovalParams
+    reporting: ReportingParams
+
+    @model_validator(mode="after")
+    def _shard_fits(self) -> StudyParams:
+        shard = self.training.models_per_shard
+        if isinstance(shard, int) and shard > self.sampling.n_models:
+            raise ValueError(
+                f"training.models_per_shard={shard} exceeds sampling.n_models="
+                f"{self.sampling.n_models}; allowed: at most n_models, or 'auto'"
+            )
+        return self
+
+
+def _describe(error: dict[str, Any], prefix: tuple[str, ...]) -> str:
+    where = ".".join(str(part) for part in (*prefix, *error["loc"]))
+    if error["type"] == "missing":
+        return f"{where}: missing; it must be set in conf/base/parameters_*.yml"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown parameter (value {error['input']!r}); check its spelling"
+    message = error["msg"].removeprefix("Value error, ")
+    if not where:
+        return message
+    return f"{where}={error['input']!r}: {message}"
+
+
+def _problems(model: type[BaseModel], values: Any, prefix: tuple[str, ...] = ()) -> list[str]:
+    try:
+        model.model_validate(values)
+    except ValidationError as error:
+        return [_describe(e, prefix) for e in error.errors(include_url=False)]
+    return []
+
+
+def parse(block: type[_Block], values: dict[str, Any], name: str) -> Any:
+    """Parse one block (as a node does), raising ``InvalidParameters`` naming ``name.key``."""
+    problems = _problems(block, values, (name,))
+    if problems:
+        raise InvalidParameters(problems)
+    return block.model_validate(values)
+
+
+def validate_parameters(parameters: dict[str, Any]) -> StudyParams:
+    """Check every block and the rules across blocks; report all problems at once."""
+    present = {name: parameters[name] for name in BLOCKS if name in parameters}
+    problems = _problems(StudyParams, present)
+    if problems:
+        raise InvalidParameters(problems)
+    return StudyParams.model_validate({name: parameters[name] for name in BLOCKS})

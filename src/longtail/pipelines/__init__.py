@@ -1,0 +1,1 @@
+"""The six stages of the study, one Kedro pipeline each."""

@@ -1,0 +1,79 @@
+"""Removal: does dropping highly memorized examples cost more test accuracy than dropping random ones?"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from longtail.params import RemovalParams, parse
+from longtail.study import runs_table, train_config, train_models
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("memorization", "random")
+
+
+def removal_plan(mem: np.ndarray, thresholds: tuple[float, ...], repeats: int, seed: int) -> tuple[np.ndarray, pd.DataFrame]:
+    """Training masks (one row per model) and the table describing each row.
+
+    For threshold t the ``memorization`` rows keep every example with mem < t (an undefined
+    mem counts as kept); the ``random`` rows drop as many examples, drawn uniformly by a
+    generator seeded with (seed, threshold position, repeat).
+    """
+    n_train = len(mem)
+    masks, rows = [], []
+    for position, threshold in enumerate(thresholds):
+        memorized = np.nan_to_num(mem, nan=-np.inf) >= threshold
+        n_removed = int(memorized.sum())
+        for repeat in range(repeats):
+            random_removed = np.zeros(n_train, dtype=bool)
+            rng = np.random.default_rng([seed, position, repeat])
+            random_removed[rng.choice(n_train, size=n_removed, replace=False)] = True
+            for strategy, removed in zip(STRATEGIES, (memorized, random_removed), strict=True):
+                masks.append(~removed)
+                rows.append((threshold, strategy, n_removed, 1 - n_removed / n_train, repeat))
+    plan = pd.DataFrame(rows, columns=["threshold", "strategy", "n_removed", "train_fraction", "repeat"])
+    return np.stack(masks), plan
+
+
+def run_removal_experiment(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    memorization_scores: pd.DataFrame,
+    removal: dict[str, Any],
+    training: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train ``removal.repeats`` models on everything left after each removal (no subsampling)
+    and measure their test accuracy. Returns the removal curve and the per-model runs table."""
+    params = parse(RemovalParams, removal, "removal")
+    masks, plan = removal_plan(memorization_scores["mem"].to_numpy(), params.thresholds, params.repeats, params.seed)
+    empty = (~masks).all(axis=1)
+    if empty.any():
+        threshold = plan.loc[np.flatnonzero(empty)[0], "threshold"]
+        raise ValueError(
+            f"removal.thresholds contains {threshold}, which removes every training example; "
+            "allowed: thresholds that leave at least one example"
+        )
+    config = train_config(training, seed=params.seed)
+    model_ids = np.arange(len(masks))
+    result = train_models(masks, train_images, train_labels, test_images, test_labels, config, model_ids)
+    curve = plan.assign(test_accuracy=result.correct["test"].mean(axis=1))
+    runs = runs_table("removal", masks, model_ids, result, config)
+    for column in ("threshold", "strategy", "repeat"):
+        runs[f"param_{column}"] = plan[column].astype(str)
+    _log_curve(curve)
+    return curve, runs
+
+
+def _log_curve(curve: pd.DataFrame) -> None:
+    means = curve.groupby(["threshold", "strategy"])["test_accuracy"].mean().unstack()
+    for threshold, row in means.iterrows():
+        logger.info(
+            "removal at mem >= %.2f: test accuracy %.4f (memorized removed) vs %.4f (random removed)",
+            threshold, row["memorization"], row["random"],
+        )

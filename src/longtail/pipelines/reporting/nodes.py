@@ -1,0 +1,58 @@
+"""Reporting: the study's figures (PNG, versioned, logged to MLflow)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from longtail import figures
+from longtail.params import ReportingParams, ScoringParams, parse
+
+
+def plot_memorization_histogram(memorization_scores: pd.DataFrame) -> Figure:
+    """Histogram of the memorization estimates."""
+    return figures.memorization_histogram(memorization_scores)
+
+
+def plot_memorization_grid(train_images: np.ndarray, memorization_scores: pd.DataFrame, reporting: dict[str, Any]) -> Figure:
+    """Training images sorted by memorization, rows from low to high (the paper's Figure 1)."""
+    params = parse(ReportingParams, reporting, "reporting")
+    return figures.memorization_grid(
+        train_images, memorization_scores, n_rows=params.grid_rows, per_row=params.grid_per_row, seed=params.seed
+    )
+
+
+def plot_influence_pairs(
+    train_images: np.ndarray,
+    test_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_labels: np.ndarray,
+    influence_pairs: pd.DataFrame,
+    scoring: dict[str, Any],
+    reporting: dict[str, Any],
+) -> Figure:
+    """The paper's selection (infl ≥ influence threshold, mem ≥ memorization threshold):
+    each training image followed by the test images it influences most (the paper's Figure 6)."""
+    cutoffs = parse(ScoringParams, scoring, "scoring")
+    params = parse(ReportingParams, reporting, "reporting")
+    selected = influence_pairs[
+        (influence_pairs["infl"] >= cutoffs.influence_threshold)
+        & (influence_pairs["mem"] >= cutoffs.memorization_threshold)
+    ]
+    return figures.influence_figure(
+        train_images,
+        test_images,
+        selected,
+        train_labels,
+        test_labels,
+        n_rows=params.influence_rows,
+        per_row=params.influence_per_row,
+    )
+
+
+def plot_removal_curve(removal_curve: pd.DataFrame) -> Figure:
+    """Test accuracy against the fraction of training data kept, for both removal strategies."""
+    return figures.removal_curve_figure(removal_curve)

@@ -1,0 +1,76 @@
+"""Scoring: memorization of every training example and influence of training on test examples."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from longtail.estimate import influence, memorization
+from longtail.params import ScoringParams, parse
+
+logger = logging.getLogger(__name__)
+
+_SOFT_COLUMNS = {"mem": "mem_soft", "mem_se": "mem_soft_se", "p_in": "p_in_soft", "p_out": "p_out_soft"}
+
+
+def score_memorization(
+    subset_masks: np.ndarray, train_correct: np.ndarray, train_true_prob: np.ndarray, examples: pd.DataFrame
+) -> pd.DataFrame:
+    """One row per training example: ``index``, ``label``, ``noisy``, the memorization
+    estimate from correctness (``mem``, ``mem_se``, ``p_in``, ``p_out``, ``n_in``, ``n_out``)
+    and the same from true-label probabilities (``mem_soft``, ``mem_soft_se``, ``p_in_soft``, ``p_out_soft``)."""
+    train = examples[examples["split"] == "train"].sort_values("index")
+    hard = memorization(subset_masks, train_correct)
+    soft = memorization(subset_masks, train_true_prob)[list(_SOFT_COLUMNS)].rename(columns=_SOFT_COLUMNS)
+    scores = pd.concat(
+        [train[["index", "label", "noisy"]].reset_index(drop=True), hard, soft], axis=1
+    )
+    logger.info(
+        "memorization: mean %.4f, %d examples with mem >= 0.5, %d undefined",
+        scores["mem"].mean(), int((scores["mem"] >= 0.5).sum()), int(scores["mem"].isna().sum()),
+    )
+    return scores
+
+
+def score_influence(
+    subset_masks: np.ndarray, test_correct: np.ndarray, memorization_scores: pd.DataFrame, scoring: dict[str, Any]
+) -> pd.DataFrame:
+    """Pairs (train_index, test_index) with infl ≥ ``scoring.influence_threshold``, plus the
+    ``scoring.top_k`` most influential training examples of each test example, with the
+    training example's ``mem``."""
+    params = parse(ScoringParams, scoring, "scoring")
+    pairs = influence(
+        subset_masks,
+        test_correct,
+        threshold=params.influence_threshold,
+        top_k=params.top_k,
+        max_block_mb=params.max_block_mb,
+    )
+    pairs["mem"] = memorization_scores["mem"].to_numpy()[pairs["train_index"].to_numpy()]
+    logger.info(
+        "influence: %d pairs, %d at or above %.2f",
+        len(pairs), int((pairs["infl"] >= params.influence_threshold).sum()), params.influence_threshold,
+    )
+    return pairs
+
+
+def summarize_scores(
+    memorization_scores: pd.DataFrame, influence_pairs: pd.DataFrame, scoring: dict[str, Any]
+) -> dict[str, Any]:
+    """Headline figures for the parent MLflow run."""
+    params = parse(ScoringParams, scoring, "scoring")
+    mem = memorization_scores["mem"]
+    strong = (influence_pairs["infl"] >= params.influence_threshold) & (
+        influence_pairs["mem"] >= params.memorization_threshold
+    )
+    figures = {
+        "mem_mean": float(mem.mean()),
+        "mem_median_se": float(memorization_scores["mem_se"].median()),
+        "fraction_mem_above_threshold": float((mem >= params.memorization_threshold).mean()),
+        "high_influence_pairs": int((influence_pairs["infl"] >= params.influence_threshold).sum()),
+        "high_influence_high_mem_pairs": int(strong.sum()),
+    }
+    return {name: {"value": value, "step": 0} for name, value in figures.items()}

@@ -1,0 +1,30 @@
+"""Scoring: memorization scores and influence pairs from the stored training outputs."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import score_influence, score_memorization, summarize_scores
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                score_memorization,
+                ["subset_masks", "train_correct", "train_true_prob", "examples"],
+                "memorization_scores",
+                name="score_memorization",
+            ),
+            Node(
+                score_influence,
+                ["subset_masks", "test_correct", "memorization_scores", "params:scoring"],
+                "influence_pairs",
+                name="score_influence",
+            ),
+            Node(
+                summarize_scores,
+                ["memorization_scores", "influence_pairs", "params:scoring"],
+                "scoring_metrics",
+                name="summarize_scores",
+            ),
+        ]
+    )

@@ -1,0 +1,25 @@
+"""Training: the subset models."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import train_subset_models
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                train_subset_models,
+                ["train_images", "train_labels", "test_images", "test_labels", "subset_masks", "params:training"],
+                [
+                    "train_correct",
+                    "train_true_prob",
+                    "test_correct",
+                    "test_true_prob",
+                    "subset_model_runs",
+                    "training_metrics",
+                ],
+                name="train_subset_models",
+            )
+        ]
+    )

@@ -1,0 +1,54 @@
+"""Shared fixtures: copies of the project in temporary folders, to run real Kedro sessions in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def _copy_project(root: Path) -> Path:
+    """The project's pyproject, configuration and an empty src/; no data, no mlflow.db, no conf/local."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    (root / "data").mkdir()
+    (root / "src").mkdir()  # the package itself is imported from the installed project
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh project copy as the working directory, with its own data folder and store."""
+    root = _copy_project(tmp_path / "project")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield root
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="module")
+def module_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Like ``project``, shared by the tests of one module (for expensive runs)."""
+    root = _copy_project(tmp_path_factory.mktemp("project"))
+    previous = os.getcwd()
+    os.chdir(root)
+    uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        yield root
+    finally:
+        mlflow.set_tracking_uri(None)
+        os.chdir(previous)
+        if uri is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = uri
