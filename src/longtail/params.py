@@ -56,6 +56,8 @@ class TrainingParams(_Block):
     seed: int = Field(ge=0)
     device: str
     models_per_shard: int | Literal["auto"] = "auto"
+    augment: bool = False  # random crop (4-px padding) + horizontal flip, for 32x32 colour images
+    compile: bool = False  # torch.compile the batched network (CUDA)
 
     @field_validator("hidden_sizes")
     @classmethod

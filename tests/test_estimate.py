@@ -1,0 +1,292 @@
+"""Tests for longtail.estimate against plain per-example brute force."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from longtail.estimate import influence, influence_matrix, memorization
+
+N_MODELS, N_TRAIN, N_TEST = 40, 30, 20
+
+
+# --------------------------------------------------------------------------
+# brute force: one example at a time, straight from the definitions
+
+
+def _contrast(values_in: np.ndarray, values_out: np.ndarray) -> tuple[float, float, float, float]:
+    n_in, n_out = len(values_in), len(values_out)
+    p_in = float(np.mean(values_in)) if n_in else math.nan
+    p_out = float(np.mean(values_out)) if n_out else math.nan
+    if n_in == 0 or n_out == 0:
+        return math.nan, math.nan, p_in, p_out
+    se = math.sqrt(p_in * (1 - p_in) / n_in + p_out * (1 - p_out) / n_out)
+    return p_in - p_out, se, p_in, p_out
+
+
+def brute_memorization(masks: np.ndarray, correct: np.ndarray) -> pd.DataFrame:
+    rows = []
+    for i in range(masks.shape[1]):
+        seen = masks[:, i]
+        values = correct[:, i].astype(float)
+        mem, se, p_in, p_out = _contrast(values[seen], values[~seen])
+        rows.append((mem, se, p_in, p_out, int(seen.sum()), int((~seen).sum())))
+    frame = pd.DataFrame(rows, columns=["mem", "mem_se", "p_in", "p_out", "n_in", "n_out"])
+    return frame.astype({"n_in": np.int64, "n_out": np.int64})
+
+
+def brute_influence(masks: np.ndarray, test_correct: np.ndarray) -> pd.DataFrame:
+    rows = []
+    for i in range(masks.shape[1]):
+        seen = masks[:, i]
+        for z in range(test_correct.shape[1]):
+            values = test_correct[:, z].astype(float)
+            infl, se, _, _ = _contrast(values[seen], values[~seen])
+            rows.append((i, z, infl, se))
+    frame = pd.DataFrame(rows, columns=["train_index", "test_index", "infl", "infl_se"])
+    return frame.astype({"train_index": np.int64, "test_index": np.int64})
+
+
+def brute_select(pairs: pd.DataFrame, threshold: float | None, top_k: int | None) -> pd.DataFrame:
+    chosen: set[tuple[int, int]] = set()
+    for row in pairs.itertuples():
+        if threshold is not None and row.infl >= threshold:  # NaN compares False
+            chosen.add((row.train_index, row.test_index))
+    if top_k is not None:
+        for z in range(int(pairs.test_index.max()) + 1):
+            column = [r for r in pairs.itertuples() if r.test_index == z and not math.isnan(r.infl)]
+            column.sort(key=lambda r: (-r.infl, r.train_index))
+            chosen.update((r.train_index, r.test_index) for r in column[:top_k])
+    keep = [(r.train_index, r.test_index) in chosen for r in pairs.itertuples()]
+    selected = pairs[keep].copy()
+    selected["neg"] = -selected["infl"]
+    selected = selected.sort_values(["test_index", "neg", "train_index"], kind="stable")
+    return selected.drop(columns="neg").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------
+# fixtures
+
+
+def _random_case(seed: int, soft: bool, n_models: int = N_MODELS):
+    rng = np.random.default_rng(seed)
+    masks = rng.random((n_models, N_TRAIN)) < 0.6
+    masks[:, 0] = True  # in every model
+    masks[:, 1] = False  # in no model
+    correct = rng.random((n_models, N_TRAIN))
+    test_correct = rng.random((n_models, N_TEST))
+    # correlate some test examples with membership of some training examples
+    test_correct[:, :5] = np.clip(test_correct[:, :5] * 0.6 + 0.4 * masks[:, 2:7], 0, 1)
+    if not soft:
+        correct, test_correct = correct < 0.5, test_correct < 0.5
+    return masks, correct, test_correct
+
+
+@pytest.fixture(params=[False, True], ids=["bool", "soft"])
+def case(request):
+    return _random_case(seed=7, soft=request.param)
+
+
+def _tolerance(values: np.ndarray) -> float:
+    return 1e-12 if values.dtype == bool else 1e-10
+
+
+# --------------------------------------------------------------------------
+# memorization
+
+
+def test_memorization_matches_brute_force(case):
+    masks, correct, _ = case
+    got = memorization(masks, correct)
+    pd.testing.assert_frame_equal(
+        got, brute_memorization(masks, correct), check_exact=False, atol=_tolerance(correct), rtol=0
+    )
+    assert isinstance(got.index, pd.RangeIndex)
+
+
+def test_memorization_known_answers():
+    rng = np.random.default_rng(0)
+    masks = rng.random((50, 6)) < 0.5
+    masks[:2], masks[2:4] = True, False  # every example has models in and out
+    fully_memorized = masks.copy()  # correct iff trained on it
+    got = memorization(masks, fully_memorized)
+    assert (got["mem"] == 1.0).all() and (got["mem_se"] == 0.0).all()
+
+    # membership and correctness balanced 2x2: p_in = p_out = 1/2 exactly
+    masks = np.array([[1], [1], [0], [0]] * 3, dtype=bool)
+    correct = np.array([[1], [0], [1], [0]] * 3, dtype=bool)
+    got = memorization(masks, correct)
+    assert got.loc[0, "mem"] == 0.0 and got.loc[0, "p_in"] == 0.5 and got.loc[0, "p_out"] == 0.5
+
+
+def test_memorization_nan_where_undefined(case):
+    masks, correct, _ = case
+    got = memorization(masks, correct)
+    always, never = got.loc[0], got.loc[1]
+    assert always[["mem", "mem_se", "p_out"]].isna().all() and always["n_out"] == 0
+    assert not math.isnan(always["p_in"])
+    assert never[["mem", "mem_se", "p_in"]].isna().all() and never["n_in"] == 0
+    assert not math.isnan(never["p_out"])
+    assert got["mem"].iloc[2:].notna().all()
+
+
+# --------------------------------------------------------------------------
+# influence
+
+
+def test_influence_all_pairs_matches_brute_force(case):
+    masks, _, test_correct = case
+    got = influence(masks, test_correct)
+    expected = brute_influence(masks, test_correct)
+    pd.testing.assert_frame_equal(
+        got, expected, check_exact=False, atol=_tolerance(test_correct), rtol=0
+    )
+    assert got.loc[got.train_index < 2, "infl"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("threshold", "top_k"), [(0.2, None), (None, 1), (None, 3), (0.1, 2), (-1.0, None)]
+)
+def test_influence_selection_matches_brute_force(case, threshold, top_k):
+    masks, _, test_correct = case
+    got = influence(masks, test_correct, threshold=threshold, top_k=top_k)
+    expected = brute_select(brute_influence(masks, test_correct), threshold, top_k)
+    assert len(got) > 0
+    pd.testing.assert_frame_equal(
+        got, expected, check_exact=False, atol=_tolerance(test_correct), rtol=0
+    )
+
+
+@pytest.mark.parametrize("max_block_mb", [256.0, 1e-4])
+def test_top_k_breaks_ties_by_lower_train_index(max_block_mb):
+    # 6 models: influence takes few distinct values, so ties are everywhere
+    masks, _, test_correct = _random_case(seed=3, soft=False, n_models=6)
+    got = influence(masks, test_correct, top_k=4, max_block_mb=max_block_mb)
+    pairs = brute_influence(masks, test_correct)
+    defined = pairs.dropna()
+    ties = defined.duplicated(["test_index", "infl"], keep=False)
+    assert ties.mean() > 0.5  # the case really exercises tie-breaking
+    expected = brute_select(pairs, None, 4)
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, atol=1e-12, rtol=0)
+
+
+def test_top_k_returns_fewer_when_fewer_defined():
+    masks = np.zeros((5, 6), dtype=bool)
+    masks[:2, 2] = True  # only training example 2 has models in and out
+    test_correct = np.eye(5, 2, dtype=bool)
+    got = influence(masks, test_correct, top_k=3)
+    assert got["train_index"].tolist() == [2, 2]
+    assert got["test_index"].tolist() == [0, 1]
+
+
+def test_threshold_is_inclusive():
+    masks = np.array([[1], [1], [0], [0]], dtype=bool)
+    test_correct = np.array([[1, 1], [1, 0], [0, 0], [0, 0]], dtype=bool)  # infl 1.0 and 0.5
+    assert influence(masks, test_correct, threshold=1.0)["test_index"].tolist() == [0]
+    got = influence(masks, test_correct, threshold=0.5)
+    assert got["infl"].tolist() == [1.0, 0.5]
+
+
+def test_union_of_threshold_and_top_k(case):
+    masks, _, test_correct = case
+    by_threshold = influence(masks, test_correct, threshold=0.15)
+    by_top_k = influence(masks, test_correct, top_k=2)
+    both = influence(masks, test_correct, threshold=0.15, top_k=2)
+    key = ["train_index", "test_index"]
+    union = pd.concat([by_threshold, by_top_k]).drop_duplicates(key)
+    assert not both.duplicated(key).any()
+    assert set(map(tuple, both[key].to_numpy())) == set(map(tuple, union[key].to_numpy()))
+    assert len(both) < len(by_threshold) + len(by_top_k)  # the sets overlap
+    order = both.assign(neg=-both["infl"]).sort_values(["test_index", "neg", "train_index"])
+    assert order.index.tolist() == list(range(len(both)))
+
+
+@pytest.mark.parametrize(("threshold", "top_k"), [(None, None), (0.1, 2), (None, 5)])
+def test_tiny_blocks_match_one_block(case, threshold, top_k):
+    masks, _, test_correct = case
+    one = influence(masks, test_correct, threshold=threshold, top_k=top_k, max_block_mb=256.0)
+    many = influence(masks, test_correct, threshold=threshold, top_k=top_k, max_block_mb=1e-4)
+    # bool counts are exact whatever the blocking; BLAS may sum soft scores in another order
+    pd.testing.assert_frame_equal(
+        one, many, check_exact=test_correct.dtype == bool, atol=1e-12, rtol=0
+    )
+
+
+def test_influence_matrix_matches_all_pairs(case, tmp_path):
+    masks, _, test_correct = case
+    pairs = influence(masks, test_correct)
+    expected = pairs["infl"].to_numpy().reshape(N_TRAIN, N_TEST)
+    np.testing.assert_array_equal(influence_matrix(masks, test_correct), expected)
+    tiny_blocks = influence_matrix(masks, test_correct, max_block_mb=1e-4)
+    np.testing.assert_allclose(tiny_blocks, expected, atol=_tolerance(test_correct), rtol=0)
+
+    out = np.lib.format.open_memmap(
+        tmp_path / "infl.npy", mode="w+", dtype=np.float16, shape=(N_TRAIN, N_TEST)
+    )
+    assert influence_matrix(masks, test_correct, out=out, max_block_mb=1e-4) is out
+    np.testing.assert_allclose(out.astype(float), expected, atol=1e-3, equal_nan=True)
+
+
+# --------------------------------------------------------------------------
+# validation
+
+
+def _valid():
+    masks, correct, test_correct = _random_case(seed=1, soft=False)
+    return masks, correct, test_correct
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda m, c, t: memorization(m.astype(int), c), r"masks must be a 2-D bool array"),
+        (lambda m, c, t: memorization(m[0], c), r"masks must be a 2-D bool array"),
+        (
+            lambda m, c, t: memorization(m, c[:, :5]),
+            r"correct has 5 columns .*expected shape \(40, 30\)",
+        ),
+        (lambda m, c, t: memorization(m, c[:3]), r"correct has 3 rows but masks has 40"),
+        (
+            lambda m, c, t: memorization(m, c * 2.0),
+            r"correct has values in \[0.0, 2.0\]; expected .*\[0, 1\]",
+        ),
+        (lambda m, c, t: memorization(m, np.where(c, np.nan, 0.5)), r"correct contains NaN"),
+        (
+            lambda m, c, t: memorization(m, c.astype(str)),
+            r"correct must have a bool, integer or float dtype",
+        ),
+        (
+            lambda m, c, t: influence(m, t[:12]),
+            r"test_correct has 12 rows but masks has 40 \(n_models\); "
+            r"expected shape \(40, n_test\)",
+        ),
+        (lambda m, c, t: influence(m, t[0]), r"test_correct must be a 2-D array"),
+        (lambda m, c, t: influence(m, t - 1.0), r"test_correct has values in \[-1.0, 0.0\]"),
+        (lambda m, c, t: influence(m, t, threshold=1.5), r"threshold must be a number in \[-1, 1"),
+        (lambda m, c, t: influence(m, t, threshold=math.nan), r"threshold must be a number in"),
+        (lambda m, c, t: influence(m, t, top_k=0), r"top_k must be an integer >= 1"),
+        (lambda m, c, t: influence(m, t, top_k=2.5), r"top_k must be an integer >= 1"),
+        (lambda m, c, t: influence(m, t, max_block_mb=0), r"max_block_mb must be a positive"),
+        (lambda m, c, t: influence_matrix(m, t[:12]), r"test_correct has 12 rows"),
+        (
+            lambda m, c, t: influence_matrix(m, t, out=np.empty((3, 3))),
+            r"out has shape \(3, 3\); expected",
+        ),
+    ],
+)
+def test_invalid_arguments_name_the_argument(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(*_valid())
+
+
+def test_integer_zero_one_inputs_are_accepted_as_counts():
+    masks, correct, test_correct = _valid()
+    pd.testing.assert_frame_equal(
+        memorization(masks, correct.astype(np.int8)), memorization(masks, correct)
+    )
+    pd.testing.assert_frame_equal(
+        influence(masks, test_correct.astype(int), top_k=2), influence(masks, test_correct, top_k=2)
+    )
