@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
@@ -52,3 +52,9 @@ def module_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.chdir(previous)
         if uri is not None:
             os.environ["MLFLOW_TRACKING_URI"] = uri
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Callable[[str], Path]:
+    """Make named project copies (not made the working directory), e.g. for subprocesses."""
+    return lambda name: _copy_project(tmp_path / name)

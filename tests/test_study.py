@@ -118,7 +118,7 @@ def test_mlflow_holds_one_child_run_per_trained_model(study: Path) -> None:
     assert parent.data.params["sampling.n_models"] == "24"
     assert "training_metrics.subset_models_test_accuracy_mean" in parent.data.metrics
     sources = pd.Series([c.data.tags["longtail.source"] for c in children]).value_counts().to_dict()
-    assert sources == {"subset_model_runs": 24, "removal_model_runs": 8}
+    assert sources == {"subset": 24, "removal": 8}
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     child = children[0]
     assert {"test_accuracy", "subset_accuracy", "final_loss", "epoch_loss"} <= set(child.data.metrics)

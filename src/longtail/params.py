@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-DATASETS = ("digits", "mnist5k")
+DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder")
 MODELS = ("mlp", "cnn", "resnet")
 SCHEDULES = ("constant", "cosine", "linear")
 
@@ -33,9 +33,23 @@ class _Block(BaseModel):
 
 class DatasetParams(_Block):
     name: Literal[DATASETS]  # type: ignore[valid-type]
-    test_fraction: float = Field(gt=0, lt=1)
+    test_fraction: float = Field(gt=0, lt=1)  # only for datasets without an official test split
     seed: int = Field(ge=0)
     label_noise: float = Field(ge=0, lt=1)
+    root: str = "data/01_raw"  # holds the torchvision datasets' folders; for image_folder, the image folder
+    download: bool = False  # torchvision datasets: download into `root` when files are missing
+    image_size: int | None = Field(default=None, ge=1, validate_default=True)  # image_folder: side in pixels
+    channels: Literal[1, 3] | None = None  # image_folder: None = 1 when every image is grayscale, else 3
+
+    @field_validator("image_size", "channels")
+    @classmethod
+    def _image_folder_only(cls, value: int | None, info: ValidationInfo) -> int | None:
+        name = info.data.get("name")
+        if info.field_name == "image_size" and name == "image_folder" and value is None:
+            raise ValueError("required for dataset.name 'image_folder': the side, in pixels, images are resized to")
+        if value is not None and name not in (None, "image_folder"):
+            raise ValueError(f"only used by dataset.name 'image_folder', not {name!r}; remove it")
+        return value
 
 
 class SamplingParams(_Block):
@@ -58,6 +72,9 @@ class TrainingParams(_Block):
     models_per_shard: int | Literal["auto"] = "auto"
     augment: bool = False  # random crop (4-px padding) + horizontal flip, for 32x32 colour images
     compile: bool = False  # torch.compile the batched network (CUDA)
+    executor: Literal["local", "dask"] = "local"
+    scheduler_address: str | None = None  # an existing Dask scheduler; None starts a LocalCluster
+    workers: int = Field(default=1, ge=1)  # LocalCluster workers (one per GPU on a multi-GPU machine)
 
     @field_validator("hidden_sizes")
     @classmethod

@@ -1,6 +1,6 @@
 """Glue between the typed parameters and the torch library, shared by the training and
-removal pipelines: build the trainer's configuration, train and evaluate a set of models,
-and tabulate them for tracking. Kedro-free."""
+removal pipelines: the trainer's configuration, the experiment's identity in the shard
+store, and per-model tables for tracking. Kedro-free."""
 
 from __future__ import annotations
 
@@ -10,61 +10,68 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from longtail.nets.ensemble import EnsembleResult, TrainConfig, train_ensemble
-from longtail.params import TrainingParams, parse
-from longtail.tracking import model_runs_table
+from longtail.executors import TrainingData
+from longtail.nets.ensemble import TrainConfig
+from longtail.params import SamplingParams, TrainingParams
+from longtail.shards import fingerprint
+from longtail.tracking import log_model_runs, model_runs_table
+
+# Trainer settings that change how models are computed, not what they are: a store's shards
+# are reused across them.
+_EXECUTION_ONLY = ("device", "models_per_shard", "compile", "keep_models")
+STORE_FORMAT = 1
 
 
-def train_config(training: dict[str, Any], seed: int | None = None) -> TrainConfig:
+def train_config(params: TrainingParams, seed: int | None = None) -> TrainConfig:
     """The trainer's configuration from the ``training`` parameters (``seed`` overrides theirs)."""
-    params = parse(TrainingParams, training, "training")
-    values = params.model_dump()
-    shard = values.pop("models_per_shard")
-    values["models_per_shard"] = None if shard == "auto" else shard
-    if seed is not None:
-        values["seed"] = seed
-    return TrainConfig(**values)
-
-
-def n_classes_of(*label_arrays: np.ndarray) -> int:
-    """Number of classes: one more than the largest label in any split."""
-    return int(max(labels.max() for labels in label_arrays)) + 1
-
-
-def train_models(
-    masks: np.ndarray,
-    train_images: np.ndarray,
-    train_labels: np.ndarray,
-    test_images: np.ndarray,
-    test_labels: np.ndarray,
-    config: TrainConfig,
-    model_ids: np.ndarray,
-) -> EnsembleResult:
-    """Train one model per mask row and evaluate each on the whole train and test splits."""
-    if masks.shape[1] != len(train_labels):
-        raise ValueError(
-            f"subset_masks has {masks.shape[1]} columns but the training split has "
-            f"{len(train_labels)} examples; expected shape (n_models, {len(train_labels)})"
-        )
-    return train_ensemble(
-        train_images,
-        train_labels,
-        masks,
-        model_ids,
-        config,
-        n_classes_of(train_labels, test_labels),
-        eval_sets={"train": (train_images, train_labels), "test": (test_images, test_labels)},
+    return TrainConfig(
+        model=params.model,
+        hidden_sizes=tuple(params.hidden_sizes),
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        lr=params.lr,
+        momentum=params.momentum,
+        weight_decay=params.weight_decay,
+        schedule=params.schedule,
+        seed=params.seed if seed is None else seed,
+        device=params.device,
+        models_per_shard=None if params.models_per_shard == "auto" else params.models_per_shard,
+        augment=params.augment,
+        compile=params.compile,
     )
 
 
-def runs_table(source: str, masks: np.ndarray, model_ids: np.ndarray, result: EnsembleResult, config: TrainConfig) -> pd.DataFrame:
-    """The per-model table (params and metrics) that is stored and logged as MLflow child runs."""
+def training_data(
+    train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray
+) -> TrainingData:
+    """The splits, with the number of classes (one more than the largest label in either)."""
+    n_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    return TrainingData(train_images, train_labels, test_images, test_labels, n_classes)
+
+
+def experiment_identity(data: TrainingData, config: TrainConfig, sampling: SamplingParams) -> dict[str, Any]:
+    """What a stored shard's results depend on: the data, the subsets' distribution and the
+    model and its training (not the device or how models are grouped into shards)."""
+    trainer = {k: v for k, v in asdict(config).items() if k not in _EXECUTION_ONLY}
+    return {
+        "format": STORE_FORMAT,
+        "data": fingerprint(data.train_images, data.train_labels, data.test_images, data.test_labels),
+        "sampling": {"subset_ratio": sampling.subset_ratio, "seed": sampling.seed},
+        "training": trainer,
+    }
+
+
+def models_table(
+    source: str, model_ids: np.ndarray, masks: np.ndarray, arrays: dict[str, np.ndarray], config: TrainConfig
+) -> pd.DataFrame:
+    """One row per trained model: its params and metrics (see ``longtail.tracking``)."""
     return model_runs_table(
-        source,
-        model_ids,
-        masks,
-        result.correct["train"],
-        result.correct["test"],
-        result.epoch_loss,
-        asdict(config),
+        source, model_ids, masks, arrays["train_correct"], arrays["test_correct"], arrays["epoch_loss"], asdict(config)
     )
+
+
+def log_models(
+    source: str, model_ids: np.ndarray, masks: np.ndarray, arrays: dict[str, np.ndarray], config: TrainConfig
+) -> None:
+    """Log each trained model as an MLflow child run of the active run."""
+    log_model_runs(models_table(source, model_ids, masks, arrays, config), source)

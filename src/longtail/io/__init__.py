@@ -1,6 +1,7 @@
 """Custom Kedro datasets: safe array files and atomic tables."""
 
 from longtail.io.arrays import NpyDataset
-from longtail.io.tables import ModelRunsDataset, ParquetDataset
+from longtail.io.store import ShardStoreDataset
+from longtail.io.tables import ParquetDataset
 
-__all__ = ["ModelRunsDataset", "NpyDataset", "ParquetDataset"]
+__all__ = ["NpyDataset", "ParquetDataset", "ShardStoreDataset"]

@@ -1,4 +1,5 @@
-"""Ingestion: load a dataset, split it into train and test, optionally plant label noise."""
+"""Ingestion: load a dataset, split it into train and test (unless it comes split), optionally
+plant label noise."""
 
 from __future__ import annotations
 
@@ -10,50 +11,71 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from longtail.params import DatasetParams, parse
-from longtail.sources import load_source
+from longtail.sources import LabelledImages, Source, load_source
 
 logger = logging.getLogger(__name__)
 
+# The first columns of the `examples` table, in this order; source-specific ones follow.
+KEY_COLUMNS = ["split", "index", "source_index", "original_label", "label", "noisy"]
 
-def load_dataset(dataset: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, C, H, W) float32 in [0, 1] and labels (N,) of the dataset named in the parameters."""
+Part = tuple[LabelledImages, np.ndarray]  # a split's examples and their positions in the source
+
+
+def load_and_split(dataset: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Read the dataset named in the parameters and split it (see ``split_source``)."""
     params = parse(DatasetParams, dataset, "dataset")
-    source = load_source(params.name)
-    logger.info("loaded %s: %d images of shape %s", params.name, len(source.labels), source.images.shape[1:])
-    return source.images, source.labels
+    source = load_source(
+        params.name, params.root, download=params.download, image_size=params.image_size, channels=params.channels
+    )
+    logger.info(
+        "loaded %s: %d images of shape %s%s",
+        params.name,
+        len(source.train.labels),
+        source.train.images.shape[1:],
+        "" if source.test is None else f" and an official test split of {len(source.test.labels)}",
+    )
+    return split_source(source, params.test_fraction, params.seed)
 
 
-def split_dataset(
-    images: np.ndarray, labels: np.ndarray, dataset: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """Stratified, seeded train/test split.
+def split_source(source: Source, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """The train images, the test images and a table with one row per example.
 
-    Returns the train images, the test images and a table with one row per example:
-    ``split``, ``index`` (position within its split), ``source_index`` (position in the
-    source dataset) and ``original_label``.
+    A source's official test split is used as it is; otherwise a stratified, seeded share
+    ``test_fraction`` of its examples becomes the test split. Columns: ``split``, ``index``
+    (position within its split), ``source_index`` (position in the source's split it comes
+    from), ``original_label``, ``class_name`` (of the original label) and, for sources with
+    files, ``path``.
     """
-    params = parse(DatasetParams, dataset, "dataset")
-    positions = np.arange(len(labels))
-    train_rows, test_rows = train_test_split(
-        positions, test_size=params.test_fraction, random_state=params.seed, stratify=labels
-    )
-    train_rows, test_rows = np.sort(train_rows), np.sort(test_rows)
-    examples = pd.concat(
-        [_split_table("train", train_rows, labels), _split_table("test", test_rows, labels)],
-        ignore_index=True,
-    )
-    return images[train_rows], images[test_rows], examples
+    if source.test is None:
+        train, test = _stratified_split(source.train, test_fraction, seed)
+    else:
+        train, test = _official_split(source)
+    examples = pd.concat([_split_table("train", *train), _split_table("test", *test)], ignore_index=True)
+    return train[0].images, test[0].images, examples
 
 
-def _split_table(split: str, rows: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame(
+def _official_split(source: Source) -> tuple[Part, Part]:
+    return (source.train, np.arange(len(source.train.labels))), (source.test, np.arange(len(source.test.labels)))
+
+
+def _stratified_split(whole: LabelledImages, test_fraction: float, seed: int) -> tuple[Part, Part]:
+    positions = np.arange(len(whole.labels))
+    split = train_test_split(positions, test_size=test_fraction, random_state=seed, stratify=whole.labels)
+    train_rows, test_rows = (np.sort(rows) for rows in split)
+    return (whole.subset(train_rows), train_rows), (whole.subset(test_rows), test_rows)
+
+
+def _split_table(split: str, part: LabelledImages, source_rows: np.ndarray) -> pd.DataFrame:
+    table = pd.DataFrame(
         {
             "split": split,
-            "index": np.arange(len(rows), dtype=np.int64),
-            "source_index": rows.astype(np.int64),
-            "original_label": labels[rows].astype(np.int64),
+            "index": np.arange(len(source_rows), dtype=np.int64),
+            "source_index": source_rows.astype(np.int64),
+            "original_label": part.labels,
+            "class_name": np.asarray(part.class_names, dtype=object)[part.labels],
         }
     )
+    return table if part.paths is None else table.assign(path=list(part.paths))
 
 
 def flip_labels(labels: np.ndarray, fraction: float, n_classes: int, seed: int) -> np.ndarray:
@@ -72,7 +94,7 @@ def plant_label_noise(
     """Flip ``dataset.label_noise`` of the training labels (seeded by ``dataset.seed``).
 
     Returns the completed ``examples`` table (adds ``label``, the label used for training,
-    and ``noisy``), the training labels and the test labels.
+    and ``noisy``, after ``original_label``), the training labels and the test labels.
     """
     params = parse(DatasetParams, dataset, "dataset")
     n_classes = int(examples["original_label"].max()) + 1
@@ -80,5 +102,6 @@ def plant_label_noise(
     labels = examples["original_label"].to_numpy().copy()
     labels[is_train] = flip_labels(labels[is_train], params.label_noise, n_classes, params.seed)
     examples = examples.assign(label=labels, noisy=labels != examples["original_label"].to_numpy())
+    examples = examples[KEY_COLUMNS + [c for c in examples.columns if c not in KEY_COLUMNS]]
     logger.info("planted %d noisy training labels", int(examples["noisy"].sum()))
     return examples, labels[is_train], labels[~is_train]

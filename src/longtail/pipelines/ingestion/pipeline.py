@@ -2,18 +2,17 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import load_dataset, plant_label_noise, split_dataset
+from .nodes import load_and_split, plant_label_noise
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(load_dataset, "params:dataset", ["source_images", "source_labels"], name="load_dataset"),
             Node(
-                split_dataset,
-                ["source_images", "source_labels", "params:dataset"],
+                load_and_split,
+                "params:dataset",
                 ["train_images", "test_images", "clean_examples"],
-                name="split_dataset",
+                name="load_and_split_dataset",
             ),
             Node(
                 plant_label_noise,

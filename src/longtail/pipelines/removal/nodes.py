@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from longtail.params import RemovalParams, parse
-from longtail.study import runs_table, train_config, train_models
+from longtail.executors import train_shard
+from longtail.params import RemovalParams, TrainingParams, parse
+from longtail.study import models_table, train_config, training_data
+from longtail.tracking import log_model_runs
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +61,15 @@ def run_removal_experiment(
             f"removal.thresholds contains {threshold}, which removes every training example; "
             "allowed: thresholds that leave at least one example"
         )
-    config = train_config(training, seed=params.seed)
+    config = train_config(parse(TrainingParams, training, "training"), seed=params.seed)
+    data = training_data(train_images, train_labels, test_images, test_labels)
+    arrays = train_shard(data, masks, 0, config).arrays
+    curve = plan.assign(test_accuracy=arrays["test_correct"].mean(axis=1))
     model_ids = np.arange(len(masks))
-    result = train_models(masks, train_images, train_labels, test_images, test_labels, config, model_ids)
-    curve = plan.assign(test_accuracy=result.correct["test"].mean(axis=1))
-    runs = runs_table("removal", masks, model_ids, result, config)
+    runs = models_table("removal", model_ids, masks, arrays, config)
     for column in ("threshold", "strategy", "repeat"):
         runs[f"param_{column}"] = plan[column].astype(str)
+    log_model_runs(runs, "removal")
     _log_curve(curve)
     return curve, runs
 

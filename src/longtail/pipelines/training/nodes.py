@@ -1,4 +1,5 @@
-"""Training: one model per subset mask, every model evaluated on every example."""
+"""Training: one model per subset mask, trained shard by shard into a resumable store,
+every model evaluated on every training and test example."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from longtail.study import runs_table, train_config, train_models
+from longtail.executors import make_executor, train_with_store
+from longtail.params import SamplingParams, TrainingParams, parse
+from longtail.shards import ShardStore
+from longtail.study import experiment_identity, log_models, models_table, train_config, training_data
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_CPU_SHARD = 64
 
 
 def train_subset_models(
@@ -19,29 +25,53 @@ def train_subset_models(
     test_images: np.ndarray,
     test_labels: np.ndarray,
     subset_masks: np.ndarray,
+    shard_store: Any,
     training: dict[str, Any],
+    sampling: dict[str, Any],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.DataFrame, dict[str, Any]]:
-    """Train the subset models.
+    """Train every subset model not already in the shard store, logging each new model as an
+    MLflow child run as its shard lands.
 
     Returns, each of shape (n_models, n_examples): correctness and true-label probability on
-    the training split, then the same on the test split; the per-model runs table; and summary
+    the training split, then the same on the test split; the per-model table; and summary
     metrics for the parent MLflow run.
     """
-    config = train_config(training)
-    model_ids = np.arange(len(subset_masks))
-    result = train_models(subset_masks, train_images, train_labels, test_images, test_labels, config, model_ids)
-    runs = runs_table("subset", subset_masks, model_ids, result, config)
+    params = parse(TrainingParams, training, "training")
+    config = train_config(params)
+    data = training_data(train_images, train_labels, test_images, test_labels)
+    if subset_masks.shape[1] != len(train_labels):
+        raise ValueError(
+            f"subset_masks has shape {subset_masks.shape} but the training split has {len(train_labels)} "
+            f"examples; expected shape (n_models, {len(train_labels)}): rerun the sampling pipeline"
+        )
+    store = ShardStore(shard_store, experiment_identity(data, config, parse(SamplingParams, sampling, "sampling")))
+    per_shard = config.models_per_shard or DEFAULT_CPU_SHARD
+    with make_executor(params.executor, params.scheduler_address, params.workers) as executor:
+        arrays, trained = train_with_store(
+            store,
+            subset_masks,
+            data,
+            config,
+            per_shard,
+            executor,
+            on_shard=lambda shard, masks: log_models(
+                "subset", np.arange(shard.start, shard.stop), masks, shard.arrays, config
+            ),
+        )
+    runs = models_table("subset", np.arange(len(subset_masks)), subset_masks, arrays, config)
     accuracy = runs["metric_test_accuracy"]
     logger.info("subset models' test accuracy: mean %.4f (min %.4f, max %.4f)", accuracy.mean(), accuracy.min(), accuracy.max())
     summary = {
-        "subset_models_test_accuracy_mean": {"value": float(accuracy.mean()), "step": 0},
-        "subset_models_held_out_accuracy_mean": {"value": float(runs["metric_held_out_accuracy"].mean()), "step": 0},
+        "subset_models_test_accuracy_mean": float(accuracy.mean()),
+        "subset_models_held_out_accuracy_mean": float(runs["metric_held_out_accuracy"].mean()),
+        "models_trained_in_this_run": trained,
+        "models_reused_from_store": len(subset_masks) - trained,
     }
     return (
-        result.correct["train"],
-        result.true_prob["train"],
-        result.correct["test"],
-        result.true_prob["test"],
+        arrays["train_correct"],
+        arrays["train_true_prob"],
+        arrays["test_correct"],
+        arrays["test_true_prob"],
         runs,
-        summary,
+        {name: {"value": value, "step": 0} for name, value in summary.items()},
     )

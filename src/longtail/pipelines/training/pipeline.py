@@ -10,7 +10,16 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 train_subset_models,
-                ["train_images", "train_labels", "test_images", "test_labels", "subset_masks", "params:training"],
+                [
+                    "train_images",
+                    "train_labels",
+                    "test_images",
+                    "test_labels",
+                    "subset_masks",
+                    "shard_store",
+                    "params:training",
+                    "params:sampling",
+                ],
                 [
                     "train_correct",
                     "train_true_prob",

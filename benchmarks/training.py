@@ -1,0 +1,182 @@
+"""Training throughput: batched ensemble vs one-model-at-a-time loop.
+
+    python benchmarks/training.py --preset mnist-mlp --json out.json [--models K] [--loop-models N] [--device cpu]
+
+Measures, in one process on the same data and configuration: models/s of
+``train_ensemble`` and of the per-model reference ``train_one_by_one`` (timed on fewer
+models), the FLOP/s the ensemble achieves (forward+backward FLOPs counted with
+FlopCounterMode) and the device's float32 (CPU) or bf16 (CUDA) matmul FLOP/s.
+
+RESULTS (see docs/benchmarks.md): filled in below after measuring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from longtail.nets.ensemble import TrainConfig, resolve_device, train_ensemble, train_one_by_one
+from longtail.nets.models import build_model
+from longtail.nets.stacking import stack_models
+
+Images = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Preset:
+    data: Callable[[], tuple[Images, Images]]  # (train, test) images and labels
+    config: TrainConfig
+    models: int  # default ensemble size
+    loop_models: int  # default number of models the reference loop trains
+    subset_fraction: float = 0.7
+    n_classes: int = 10
+
+
+def digits() -> tuple[Images, Images]:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images = (data.images / 16).astype(np.float32)[:, None]
+    return (images[:1200], data.target[:1200]), (images[1200:], data.target[1200:])
+
+
+def synthetic(n_train: int, n_test: int, shape: tuple[int, int, int]) -> Callable[[], tuple[Images, Images]]:
+    """Uniform random images with random labels: throughput does not depend on content."""
+
+    def make() -> tuple[Images, Images]:
+        rng = np.random.default_rng(0)
+        n = n_train + n_test
+        images, labels = rng.random((n, *shape), dtype=np.float32), rng.integers(0, 10, n)
+        return (images[:n_train], labels[:n_train]), (images[n_train:], labels[n_train:])
+
+    return make
+
+
+PRESETS = {
+    "digits-mlp": Preset(digits, TrainConfig(hidden_sizes=(512, 256), epochs=10), models=64, loop_models=8),
+    "mnist-mlp": Preset(synthetic(60_000, 10_000, (1, 28, 28)), TrainConfig(epochs=10), models=8, loop_models=2),
+    "cifar-resnet": Preset(
+        synthetic(1_000, 1_000, (3, 32, 32)),
+        TrainConfig(model="resnet", epochs=1, batch_size=128, lr=0.1, augment=True, schedule="linear"),
+        models=4,
+        loop_models=2,
+    ),
+}
+
+
+def subset_masks(n_models: int, n: int, fraction: float) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    masks = np.zeros((n_models, n), dtype=bool)
+    for row in masks:
+        row[rng.choice(n, round(fraction * n), replace=False)] = True
+    return masks
+
+
+def models_per_second(trainer: Callable, preset: Preset, config: TrainConfig, n_models: int, repeats: int) -> float:
+    """Best wall-clock throughput of ``trainer`` over ``repeats`` runs, after a one-epoch warm-up."""
+    (x, y), test = preset.data()
+    masks = subset_masks(n_models, len(x), preset.subset_fraction)
+    trainer(x, y, masks[:1], np.arange(1), replace(config, epochs=1), preset.n_classes, {"test": test})
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        trainer(x, y, masks, np.arange(n_models), config, preset.n_classes, {"test": test})
+        seconds.append(time.perf_counter() - started)
+    return n_models / min(seconds)
+
+
+def flops_per_model(preset: Preset, config: TrainConfig) -> float:
+    """Forward+backward FLOPs of one model's whole training run plus its evaluation forward passes."""
+    (x, _), (x_test, _) = preset.data()
+    k, batch = 2, config.batch_size
+    net = stack_models([build_model(config.model, x.shape[1:], preset.n_classes, config.hidden_sizes) for _ in range(k)])
+    inputs = torch.zeros(batch, k * x.shape[1], *x.shape[2:])
+    with FlopCounterMode(display=False) as train_counter:
+        F.cross_entropy(net(inputs).flatten(0, 1), torch.zeros(k * batch, dtype=torch.long)).backward()
+    with FlopCounterMode(display=False) as eval_counter, torch.no_grad():
+        net.eval()(inputs)
+    per_example_train = train_counter.get_total_flops() / (k * batch)
+    per_example_eval = eval_counter.get_total_flops() / (k * batch)
+    n_train = round(preset.subset_fraction * len(x))
+    return config.epochs * n_train * per_example_train + len(x_test) * per_example_eval
+
+
+def matmul_flops(device: torch.device, size: int = 4096, repeats: int = 10) -> float:
+    """Best-case dense matmul FLOP/s: float32 on CPU, bf16 on CUDA."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    times = []
+    for _ in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - started)
+    return 2 * size**3 / statistics.median(times[1:])
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_model()} ({torch.get_num_threads()} threads)"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "cpu"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=PRESETS, required=True)
+    parser.add_argument("--json", required=True, help="where to write the results")
+    parser.add_argument("--models", type=int, help="ensemble size (default: the preset's)")
+    parser.add_argument("--loop-models", type=int, help="models the reference loop trains (default: the preset's)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=1, help="time each trainer this often, keep the best")
+    args = parser.parse_args()
+
+    preset = PRESETS[args.preset]
+    device = resolve_device(args.device)
+    config = replace(preset.config, device=str(device))
+    n_models = args.models or preset.models
+    load_before = os.getloadavg()[0]
+    vectorized = models_per_second(train_ensemble, preset, config, n_models, args.repeats)
+    loop = models_per_second(train_one_by_one, preset, config, args.loop_models or preset.loop_models, args.repeats)
+    achieved = vectorized * flops_per_model(preset, config)
+    peak = matmul_flops(device)
+    result = {
+        "preset": args.preset,
+        "device": describe(device),
+        "models": n_models,
+        "vectorized_models_per_s": vectorized,
+        "loop_models_per_s": loop,
+        "speedup": vectorized / loop,
+        "achieved_gflops": achieved / 1e9,
+        "peak_gflops": peak / 1e9,
+        "torch": torch.__version__,
+        "load_average": [load_before, os.getloadavg()[0]],  # other work on the machine skews CPU timings
+    }
+    print(json.dumps(result, indent=2))
+    with open(args.json, "w") as f:
+        json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

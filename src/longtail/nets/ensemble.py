@@ -1,0 +1,410 @@
+"""Train many small models, each on its own subset of the data, as one batched computation.
+
+:func:`train_ensemble` stacks K models of one architecture into a single network
+(:mod:`longtail.nets.stacking`) and trains them with one optimizer; :func:`train_one_by_one`
+is the plain per-model loop it replaces. Both share every other step (seeding, batching,
+schedule, evaluation), so they compute the same models up to floating-point rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from longtail.nets.data import DataStreams, EpochPlan, channel_stats, crop_and_flip, model_seeds
+from longtail.nets.models import ARCHITECTURES, build_model
+from longtail.nets.stacking import StateDict, stack_models, unstack_state_dicts
+
+logger = logging.getLogger(__name__)
+
+SCHEDULES = ("constant", "cosine", "linear")
+CPU_SHARD_BYTES = 256 << 20  # auto shard size on CPU: about this much training memory per shard (more is no faster)
+GPU_MEMORY_FRACTION = 0.5  # auto shard size on CUDA: this fraction of the free memory
+EVAL_BATCH_FACTOR = 2  # evaluation keeps no activations for backward, so it can use larger batches
+
+#: Maps image-layout input (B, K*C, H, W) to (K, B, n_classes) logits.
+Forward = Callable[[torch.Tensor], torch.Tensor]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "mlp"
+    hidden_sizes: tuple[int, ...] = (512, 256)
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "constant"  # "constant" | "cosine" | "linear" (to 0); per step, same for all models
+    seed: int = 0
+    device: str = "auto"  # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1"
+    models_per_shard: int | None = None  # None = from device memory (CUDA) or CPU_SHARD_BYTES
+    augment: bool = False  # random 4-px-padded crop + horizontal flip of every training image
+    compile: bool = False  # torch.compile the network
+    keep_models: bool = False  # return each trained model's state dict in EnsembleResult
+
+    def __post_init__(self) -> None:
+        if self.model not in ARCHITECTURES:
+            raise ValueError(f"unknown model {self.model!r}; expected one of {ARCHITECTURES}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
+
+
+@dataclass
+class EnsembleResult:
+    correct: dict[str, np.ndarray]  # eval-set name -> (K, n) bool: argmax == label
+    true_prob: dict[str, np.ndarray]  # eval-set name -> (K, n) float32: softmax prob of the true label
+    epoch_loss: np.ndarray  # (K, epochs) float32 mean training loss of each model per epoch
+    state_dicts: list[StateDict] | None = None  # with config.keep_models: build_model state dicts, on CPU
+
+
+@dataclass(frozen=True)
+class _Data:
+    """Standardised training and evaluation data, resident on the training device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    n_classes: int
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """Models trained together: rows of the input masks, their model ids and (k, n) training indices."""
+
+    rows: np.ndarray
+    model_ids: np.ndarray
+    subsets: np.ndarray
+
+
+ShardTrainer = Callable[[_Shard, _Data, TrainConfig], EnsembleResult]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
+    """Learning rate of (0-based) optimizer step ``step`` out of ``total_steps``."""
+    progress = step / total_steps
+    if config.schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if config.schedule == "linear":
+        return config.lr * (1.0 - progress)
+    return config.lr
+
+
+def _autocast(device: torch.device) -> AbstractContextManager:
+    """bf16 autocast on CUDA; exact float32 on CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _memory_format(config: TrainConfig, device: torch.device) -> torch.memory_format:
+    """NHWC (channels_last) suits cuDNN's grouped convolutions under bf16; CPU and MLPs keep NCHW."""
+    if device.type == "cuda" and config.model != "mlp":
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _init_model(config: TrainConfig, model_id: int, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
+    """``build_model`` under the model's own initialisation seed, leaving the global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(model_seeds(config.seed, model_id)[0])
+        return build_model(config.model, input_shape, n_classes, config.hidden_sizes)
+
+
+def _streams(shard: _Shard, config: TrainConfig) -> DataStreams:
+    data_seeds = [model_seeds(config.seed, model_id)[1] for model_id in shard.model_ids]
+    return DataStreams(shard.subsets, data_seeds, config.augment)
+
+
+def _batch(data: _Data, plan: EpochPlan, columns: slice, layout: torch.memory_format) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image-layout inputs (b, K*C, H, W) and (K, b) labels of one step of every model."""
+    idx = plan.order[:, columns]
+    x = data.images.index_select(0, idx.T.reshape(-1))  # row i*K + k: example i of model k
+    if plan.offsets is not None:
+        offsets = plan.offsets[:, columns].transpose(0, 1).reshape(-1, 2)
+        x = crop_and_flip(x, offsets, plan.flips[:, columns].T.reshape(-1))
+    x = x.reshape(idx.shape[1], -1, *x.shape[2:]).contiguous(memory_format=layout)
+    return x, data.labels[idx]
+
+
+def _fit(net: nn.Module, forward: Forward, streams: DataStreams, data: _Data, config: TrainConfig) -> np.ndarray:
+    """Train K models with SGD on minibatches of their subsets; return the (K, epochs) mean losses.
+
+    The summed per-model mean losses give each model exactly the gradient of its own loss.
+    """
+    k, n = streams.subsets.shape
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    optimizer = torch.optim.SGD(
+        net.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        fused=True,
+    )
+    layout = _memory_format(config, data.device)
+    loss_sums = torch.zeros(k, config.epochs, device=data.device)
+    net.train()
+    for epoch in range(config.epochs):
+        plan = streams.next_epoch(data.device)
+        for step, start in enumerate(range(0, n, config.batch_size)):
+            x, y = _batch(data, plan, slice(start, start + config.batch_size), layout)
+            with _autocast(data.device):
+                logits = forward(x)
+            losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(k, -1)
+            optimizer.zero_grad(set_to_none=True)
+            (losses.sum() / losses.shape[1]).backward()
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(config, epoch * steps_per_epoch + step, total_steps)
+            optimizer.step()
+            loss_sums[:, epoch] += losses.detach().sum(1)
+    return (loss_sums / n).cpu().numpy()
+
+
+@torch.no_grad()
+def _predict(
+    forward: Forward, k: int, images: torch.Tensor, labels: torch.Tensor, batch_size: int, layout: torch.memory_format
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K, n) correctness and true-label probability of K models on shared images."""
+    correct, true_prob = [torch.zeros(k, 0, dtype=torch.bool)], [torch.zeros(k, 0)]
+    for start in range(0, len(images), batch_size):
+        x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        x = x.unsqueeze(1).expand(-1, k, -1, -1, -1).reshape(len(x), -1, *x.shape[2:])
+        x = x.contiguous(memory_format=layout)
+        with _autocast(images.device):
+            logits = forward(x).float()
+        correct.append((logits.argmax(-1) == y).cpu())
+        true_prob.append(logits.softmax(-1).gather(-1, y.expand(k, -1).unsqueeze(-1)).squeeze(-1).cpu())
+    return torch.cat(correct, 1), torch.cat(true_prob, 1)
+
+
+def _train_and_evaluate(net: nn.Module, forward: Forward, shard: _Shard, data: _Data, config: TrainConfig) -> EnsembleResult:
+    """Train the shard's K models (held in ``net``) and evaluate them on every eval set."""
+    epoch_loss = _fit(net, forward, _streams(shard, config), data, config)
+    net.eval()
+    k, batch_size = len(shard.rows), EVAL_BATCH_FACTOR * config.batch_size
+    layout = _memory_format(config, data.device)
+    predictions = {name: _predict(forward, k, x, y, batch_size, layout) for name, (x, y) in data.eval_sets.items()}
+    return EnsembleResult(
+        correct={name: c.numpy() for name, (c, _) in predictions.items()},
+        true_prob={name: p.numpy() for name, (_, p) in predictions.items()},
+        epoch_loss=epoch_loss,
+    )
+
+
+def _prepare_net(net: nn.Module, config: TrainConfig, device: torch.device) -> tuple[nn.Module, Forward]:
+    net = net.to(device, memory_format=_memory_format(config, device))
+    return net, torch.compile(net) if config.compile else net
+
+
+def _cpu_states(states: list[StateDict]) -> list[StateDict]:
+    """Copies on the CPU, sharing no memory with the network."""
+    return [{name: t.detach().to("cpu", copy=True) for name, t in state.items()} for state in states]
+
+
+def _train_stacked(shard: _Shard, data: _Data, config: TrainConfig) -> EnsembleResult:
+    """The shard's models stacked into one network and trained together."""
+    models = [_init_model(config, i, data.input_shape, data.n_classes) for i in shard.model_ids]
+    net, forward = _prepare_net(stack_models(models), config, data.device)
+    result = _train_and_evaluate(net, forward, shard, data, config)
+    if config.keep_models:
+        result.state_dicts = _cpu_states(unstack_state_dicts(net, len(models)))
+    return result
+
+
+def _train_plain(shard: _Shard, data: _Data, config: TrainConfig) -> EnsembleResult:
+    """The shard's models trained one after another as plain ``build_model`` networks."""
+    results = []
+    for row in range(len(shard.rows)):
+        single = _Shard(shard.rows[row : row + 1], shard.model_ids[row : row + 1], shard.subsets[row : row + 1])
+        net, plain_forward = _prepare_net(
+            _init_model(config, single.model_ids[0], data.input_shape, data.n_classes), config, data.device
+        )
+        result = _train_and_evaluate(net, lambda x: plain_forward(x).unsqueeze(0), single, data, config)
+        if config.keep_models:
+            result.state_dicts = _cpu_states([net.state_dict()])
+        results.append(result)
+    return _concat(results)
+
+
+def _concat(results: list[EnsembleResult]) -> EnsembleResult:
+    first = results[0]
+    return EnsembleResult(
+        correct={name: np.concatenate([r.correct[name] for r in results]) for name in first.correct},
+        true_prob={name: np.concatenate([r.true_prob[name] for r in results]) for name in first.true_prob},
+        epoch_loss=np.concatenate([r.epoch_loss for r in results]),
+        state_dicts=None if first.state_dicts is None else [s for r in results for s in r.state_dicts],
+    )
+
+
+def _prepare_data(
+    images: np.ndarray,
+    labels: np.ndarray,
+    eval_sets: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    n_classes: int,
+    device: torch.device,
+) -> _Data:
+    """Move everything to the device once, standardised with the training images' channel stats."""
+    train = torch.as_tensor(images, dtype=torch.float32, device=device)
+    mean, std = channel_stats(train)
+
+    def standardise(x: np.ndarray) -> torch.Tensor:
+        return (torch.as_tensor(x, dtype=torch.float32, device=device) - mean) / std
+
+    def as_labels(y: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(y, dtype=np.int64), device=device)
+
+    return _Data(
+        images=(train - mean) / std,
+        labels=as_labels(labels),
+        eval_sets={name: (standardise(x), as_labels(y)) for name, (x, y) in eval_sets.items()},
+        n_classes=n_classes,
+    )
+
+
+def _activations_per_example(config: TrainConfig, input_shape: tuple[int, int, int], n_classes: int) -> int:
+    """Number of values all leaf modules output for one example (shape inference on the meta device)."""
+    sizes: list[int] = []
+    with torch.device("meta"):
+        model = build_model(config.model, input_shape, n_classes, config.hidden_sizes).eval()
+        for module in model.modules():
+            if next(module.children(), None) is None:
+                module.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()))
+        model(torch.zeros(1, *input_shape))
+    return sum(sizes) + math.prod(input_shape)
+
+
+def _models_per_shard(config: TrainConfig, data: _Data) -> int:
+    """Configured, or as many models as fit the memory budget (weights, grads, momentum, activations)."""
+    if config.models_per_shard is not None:
+        return config.models_per_shard
+    with torch.device("meta"):
+        params = sum(p.numel() for p in build_model(config.model, data.input_shape, data.n_classes, config.hidden_sizes).parameters())
+    activations = config.batch_size * _activations_per_example(config, data.input_shape, data.n_classes)
+    bytes_per_model = 4 * (4 * params + 3 * activations)
+    if data.device.type == "cuda":
+        budget = GPU_MEMORY_FRACTION * torch.cuda.mem_get_info(data.device)[0]
+    else:
+        budget = CPU_SHARD_BYTES
+    return max(1, int(budget // bytes_per_model))
+
+
+def _plan_shards(masks: np.ndarray, model_ids: np.ndarray, per_shard: int) -> Iterator[_Shard]:
+    """Group models by subset size (one batch shape per shard), then cut groups into shards."""
+    sizes = masks.sum(1)
+    for size in np.unique(sizes):
+        rows = np.flatnonzero(sizes == size)
+        for start in range(0, len(rows), per_shard):
+            chunk = rows[start : start + per_shard]
+            yield _Shard(chunk, model_ids[chunk], np.stack([np.flatnonzero(masks[r]) for r in chunk]))
+
+
+def _validate(images: np.ndarray, labels: np.ndarray, masks: np.ndarray, model_ids: np.ndarray) -> None:
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {images.shape}")
+    if labels.shape != (len(images),):
+        raise ValueError(f"labels must be ({len(images)},), got shape {labels.shape}")
+    if masks.ndim != 2 or masks.shape[1] != len(images):
+        raise ValueError(f"masks must be (K, {len(images)}), got shape {masks.shape}")
+    if model_ids.shape != (len(masks),):
+        raise ValueError(f"model_ids must be ({len(masks)},), got shape {model_ids.shape}")
+    if not masks.any(1).all():
+        raise ValueError("every model needs a non-empty training subset")
+
+
+def _run(
+    train_shard: ShardTrainer,
+    images: np.ndarray,
+    labels: np.ndarray,
+    masks: np.ndarray,
+    model_ids: np.ndarray,
+    config: TrainConfig,
+    n_classes: int,
+    eval_sets: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    progress: Progress | None,
+) -> EnsembleResult:
+    masks, model_ids = np.asarray(masks, dtype=bool), np.asarray(model_ids, dtype=np.int64)
+    _validate(images, labels, masks, model_ids)
+    device = resolve_device(config.device)
+    if device.type == "cpu":
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+    data = _prepare_data(images, labels, eval_sets, n_classes, device)
+    total, done, started = len(masks), 0, time.perf_counter()
+    results: list[EnsembleResult] = []
+    shards = list(_plan_shards(masks, model_ids, _models_per_shard(config, data)))
+    for shard in shards:
+        results.append(train_shard(shard, data, config))
+        done += len(shard.rows)
+        rate = done / (time.perf_counter() - started)
+        logger.info("trained %d/%d models (%.2f models/s, %.0f s left)", done, total, rate, (total - done) / rate)
+        if progress is not None:
+            progress(done, total)
+    return _reorder(_concat(results), np.concatenate([s.rows for s in shards]))
+
+
+def _reorder(result: EnsembleResult, rows: np.ndarray) -> EnsembleResult:
+    """Put shard-ordered results back into the input row order."""
+    inverse = np.argsort(rows)
+    return EnsembleResult(
+        correct={name: c[inverse] for name, c in result.correct.items()},
+        true_prob={name: p[inverse] for name, p in result.true_prob.items()},
+        epoch_loss=result.epoch_loss[inverse],
+        state_dicts=None if result.state_dicts is None else [result.state_dicts[i] for i in inverse],
+    )
+
+
+def train_ensemble(
+    images: np.ndarray,
+    labels: np.ndarray,
+    masks: np.ndarray,
+    model_ids: np.ndarray,
+    config: TrainConfig,
+    n_classes: int,
+    eval_sets: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    progress: Progress | None = None,
+) -> EnsembleResult:
+    """Train model k on ``images[masks[k]]`` for every row k, many models at a time.
+
+    images: float32 (N, C, H, W) in [0, 1]; labels: int (N,); masks: bool (K, N), rows may
+    differ in size; model_ids: (K,) global model indices, which together with ``config.seed``
+    alone determine each model's initialisation and data order. Every model is evaluated on
+    every example of every eval set. Results are in the input row order.
+    """
+    return _run(_train_stacked, images, labels, masks, model_ids, config, n_classes, eval_sets, progress)
+
+
+def train_one_by_one(
+    images: np.ndarray,
+    labels: np.ndarray,
+    masks: np.ndarray,
+    model_ids: np.ndarray,
+    config: TrainConfig,
+    n_classes: int,
+    eval_sets: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    progress: Progress | None = None,
+) -> EnsembleResult:
+    """Reference for :func:`train_ensemble`: the same models, trained one at a time as plain networks."""
+    return _run(_train_plain, images, labels, masks, model_ids, config, n_classes, eval_sets, progress)

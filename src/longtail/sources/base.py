@@ -1,0 +1,82 @@
+"""The shapes every source returns, and the errors a source raises when its files are wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class DatasetFilesMissing(FileNotFoundError):
+    """The dataset's files are not where they were looked for (and could not be downloaded)."""
+
+
+class InvalidDataset(ValueError):
+    """The dataset's files are there but cannot be used; one line per problem, naming the file or class."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems) if len(problems) == 1 else "\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    """A dataset as arrays: ``images`` float32 (N, C, H, W) in [0, 1], ``labels`` int64 (N,).
+
+    ``paths`` are the image files (relative to the dataset's root) where a source has them.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    paths: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4:
+            raise ValueError(f"images must be (N, C, H, W), got shape {self.images.shape}")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if self.paths is not None and len(self.paths) != len(self.labels):
+            raise ValueError(f"{len(self.paths)} paths but {len(self.labels)} labels")
+        if not np.isfinite(self.images).all():
+            bad = int(np.flatnonzero(~np.isfinite(self.images).reshape(len(self.images), -1).all(1))[0])
+            raise ValueError(f"image {bad} holds NaN or infinite values")
+        outside = (self.labels < 0) | (self.labels >= len(self.class_names))
+        if outside.any():
+            bad = int(np.flatnonzero(outside)[0])
+            raise ValueError(
+                f"label {self.labels[bad]} of example {bad} is outside [0, {len(self.class_names) - 1}]"
+            )
+
+    def subset(self, rows: np.ndarray) -> LabelledImages:
+        """The examples at ``rows``, in that order."""
+        paths = None if self.paths is None else tuple(self.paths[i] for i in rows)
+        return LabelledImages(self.images[rows], self.labels[rows], self.class_names, paths)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A loaded dataset: its training examples and, for datasets with an official split, its test
+    examples (``test`` is None where the caller splits ``train`` itself)."""
+
+    train: LabelledImages
+    test: LabelledImages | None = None
+
+    def __post_init__(self) -> None:
+        if self.test is None:
+            return
+        if self.test.class_names != self.train.class_names:
+            raise ValueError("the train and test splits name different classes")
+        if self.test.images.shape[1:] != self.train.images.shape[1:]:
+            raise ValueError(
+                f"train images are {self.train.images.shape[1:]} but test images {self.test.images.shape[1:]}"
+            )
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.train.class_names
+
+
+def unit_interval(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels as float32 in [0, 1] (divided in float32: CIFAR's 150 M values would take 1.2 GB in float64)."""
+    return np.divide(pixels, 255, dtype=np.float32)

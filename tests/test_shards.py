@@ -1,0 +1,140 @@
+"""The shard store: atomic, verified, resumable, and shared safely between processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from longtail.shards import ARRAYS, Shard, ShardStore, assemble, fingerprint, missing_ranges
+
+IDENTITY = {"data": "abc", "training": {"lr": 0.1}}
+
+
+def make_shard(start: int, stop: int, seed: int = 0) -> Shard:
+    rng = np.random.default_rng([seed, start])
+    k = stop - start
+    return Shard(
+        start,
+        stop,
+        {
+            "train_correct": rng.random((k, 7)) < 0.5,
+            "train_true_prob": rng.random((k, 7)).astype(np.float32),
+            "test_correct": rng.random((k, 3)) < 0.5,
+            "test_true_prob": rng.random((k, 3)).astype(np.float32),
+            "epoch_loss": rng.random((k, 2)).astype(np.float32),
+        },
+    )
+
+
+def hashes(start: int, stop: int) -> str:
+    return f"masks-{start}-{stop}"
+
+
+def test_a_written_shard_reads_back_identically(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, IDENTITY)
+    shard = make_shard(0, 4)
+    store.write(shard, hashes(0, 4))
+    found = store.load_new(10, hashes)
+    assert list(found) == [(0, 4)]
+    for name in ARRAYS:
+        assert np.array_equal(found[(0, 4)].arrays[name], shard.arrays[name])
+        assert found[(0, 4)].arrays[name].dtype == shard.arrays[name].dtype
+    assert json.loads((store.folder / "experiment.json").read_text()) == IDENTITY
+
+
+def test_another_identity_gets_another_folder(tmp_path: Path) -> None:
+    assert ShardStore(tmp_path, IDENTITY).folder != ShardStore(tmp_path, {**IDENTITY, "data": "xyz"}).folder
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_byte", "other_masks", "garbage"])
+def test_a_damaged_shard_is_reported_and_set_aside(tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = ShardStore(tmp_path, IDENTITY)
+    path = store.write(make_shard(0, 4), hashes(0, 4))
+    store.write(make_shard(4, 8), hashes(4, 8))
+    data = path.read_bytes()
+    masks_hash = hashes
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "flip_byte":
+        # inside the first array's data, after the zip and npy headers
+        position = data.index(b"\x93NUMPY") + 200
+        path.write_bytes(data[:position] + bytes([data[position] ^ 0xFF]) + data[position + 1 :])
+    elif damage == "other_masks":
+        masks_hash = lambda start, stop: "different"  # noqa: E731
+    else:
+        path.write_bytes(b"not a zip file at all")
+    found = store.load_new(10, masks_hash)
+    if damage == "other_masks":
+        assert found == {}
+    else:
+        assert list(found) == [(4, 8)]
+    assert path.name in caplog.text
+    assert not path.exists() and path.with_suffix(".corrupt").exists()
+
+
+def test_a_shard_of_another_experiment_is_refused(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, IDENTITY)
+    other = ShardStore(tmp_path, {**IDENTITY, "data": "other"})
+    path = other.write(make_shard(0, 4), hashes(0, 4))
+    os.replace(path, store.path(0, 4))
+    assert store.load_new(10, hashes) == {}
+
+
+def test_missing_ranges_cover_exactly_what_is_missing() -> None:
+    assert missing_ranges(10, 4, []) == [(0, 4), (4, 8), (8, 10)]
+    assert missing_ranges(10, 4, [(0, 4), (8, 10)]) == [(4, 8)]
+    assert missing_ranges(12, 4, [(0, 4), (4, 8), (8, 10)]) == [(10, 12)]
+    assert missing_ranges(9, 4, [(2, 3)]) == [(0, 2), (3, 4), (4, 8), (8, 9)]
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n, k = int(rng.integers(1, 40)), int(rng.integers(1, 9))
+        covered = [(int(a), int(a + rng.integers(1, 6))) for a in rng.integers(0, n, 3)]
+        todo = missing_ranges(n, k, covered)
+        have = np.zeros(n + 10, dtype=bool)
+        for a, b in covered:
+            have[a:b] = True
+        got = np.zeros(n, dtype=int)
+        for a, b in todo:
+            assert 0 < b - a <= k
+            got[a:b] += 1
+        assert np.array_equal(got, (~have[:n]).astype(int))
+
+
+def test_assemble_orders_models_and_detects_gaps() -> None:
+    shards = {(4, 8): make_shard(4, 8), (0, 4): make_shard(0, 4), (8, 10): make_shard(8, 10)}
+    arrays = assemble(shards, 10)
+    assert np.array_equal(arrays["epoch_loss"][4:8], shards[(4, 8)].arrays["epoch_loss"])
+    with pytest.raises(ValueError, match="models 4-7 are missing"):
+        assemble({(0, 4): shards[(0, 4)], (8, 10): shards[(8, 10)]}, 10)
+
+
+def test_a_claim_is_exclusive_until_released(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, IDENTITY)
+    assert store.try_claim(0, 4, stale_after_s=3600)
+    assert not store.try_claim(0, 4, stale_after_s=3600)
+    store.release(0, 4)
+    assert store.try_claim(0, 4, stale_after_s=3600)
+
+
+def test_a_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, IDENTITY)
+    code = (
+        "import sys; from longtail.shards import ShardStore; "
+        f"assert ShardStore(sys.argv[1], {IDENTITY!r}).try_claim(0, 4, 3600)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)  # exits holding the claim
+    assert store.try_claim(0, 4, stale_after_s=3600)
+
+
+def test_fingerprint_sees_content_dtype_and_shape() -> None:
+    a = np.arange(6)
+    assert fingerprint(a) == fingerprint(a.copy())
+    assert fingerprint(a) != fingerprint(a.reshape(2, 3))
+    assert fingerprint(a) != fingerprint(a.astype(np.int32))
+    assert fingerprint(a) != fingerprint(a + (np.arange(6) == 5))
