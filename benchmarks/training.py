@@ -67,7 +67,7 @@ PRESETS = {
     "digits-mlp": Preset(digits, TrainConfig(hidden_sizes=(512, 256), epochs=10), models=64, loop_models=8),
     "mnist-mlp": Preset(synthetic(60_000, 10_000, (1, 28, 28)), TrainConfig(epochs=10), models=8, loop_models=2),
     "cifar-resnet": Preset(
-        synthetic(1_000, 1_000, (3, 32, 32)),
+        synthetic(1_000, 500, (3, 32, 32)),
         TrainConfig(model="resnet", epochs=1, batch_size=128, lr=0.1, augment=True, schedule="linear"),
         models=4,
         loop_models=2,

@@ -21,10 +21,12 @@ from torchvision.datasets.utils import download_and_extract_archive
 
 from longtail.sources.base import DatasetFilesMissing, InvalidDataset, LabelledImages, Source, unit_interval
 
+_RECONSTRUCT = np.empty(0).__reduce__()[0]  # numpy's array-rebuilding function, wherever this numpy keeps it
+
 # What an ndarray's pickle refers to (numpy 1 wrote `numpy.core`, numpy 2 writes `numpy._core`).
 _ARRAY_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): codecs.encode,  # bytes in protocol-2 pickles written by Python 3

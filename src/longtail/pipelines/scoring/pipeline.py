@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import score_influence, score_memorization, summarize_scores
+from .nodes import published_pairs, score_influence, score_memorization, summarize_scores
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -20,6 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "influence_pairs",
                 name="score_influence",
             ),
+            Node(published_pairs, ["influence_pairs", "params:scoring"], "high_influence_pairs", name="published_pairs"),
             Node(
                 summarize_scores,
                 ["memorization_scores", "influence_pairs", "params:scoring"],
