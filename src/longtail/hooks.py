@@ -17,9 +17,10 @@ logger = logging.getLogger(__name__)
 
 class ParameterValidationHook:
     """Checks every parameter before the first node runs, so nothing is trained or written
-    with a configuration that would fail later."""
+    with a configuration that would fail later. It runs first among the hooks, so kedro-mlflow
+    has not opened a run yet when the parameters are refused."""
 
-    @hook_impl
+    @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
         validate_parameters(catalog.load("parameters"))
 

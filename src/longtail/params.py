@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from longtail.errors import UserFacingError
+
 DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder")
 MODELS = ("mlp", "cnn", "resnet")
 SCHEDULES = ("constant", "cosine", "linear")
@@ -19,7 +21,7 @@ SCHEDULES = ("constant", "cosine", "linear")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
-class InvalidParameters(ValueError):
+class InvalidParameters(UserFacingError, ValueError):
     """Raised with one line per problem: the parameter, its value and what is allowed."""
 
     def __init__(self, problems: list[str]):

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from longtail.errors import UserFacingError
 
-class DatasetFilesMissing(FileNotFoundError):
+
+class DatasetFilesMissing(UserFacingError, FileNotFoundError):
     """The dataset's files are not where they were looked for (and could not be downloaded)."""
 
 
-class InvalidDataset(ValueError):
+class InvalidDataset(UserFacingError, ValueError):
     """The dataset's files are there but cannot be used; one line per problem, naming the file or class."""
 
     def __init__(self, problems: list[str]):
