@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import mlflow
@@ -9,7 +16,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from longtail.tracking import log_model_runs, model_runs_table
+from longtail.tracking import log_model_runs, model_runs_table, server_answers, upload_runs
 
 
 @pytest.fixture
@@ -66,3 +73,70 @@ def test_without_an_active_run_nothing_is_logged(store: str) -> None:
     table, *_ = _table()
     assert log_model_runs(table, source="subset") == 0
     assert MlflowClient().search_runs([mlflow.get_experiment_by_name("tracking-test").experiment_id]) == []
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_server_answers_tells_a_live_server_from_a_dead_one() -> None:
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert server_answers(f"http://127.0.0.1:{server.server_port}", timeout_s=5) is None
+    finally:
+        server.shutdown()
+    assert "refused" in server_answers(f"http://127.0.0.1:{closed_port()}", timeout_s=5).lower()
+    assert server_answers("sqlite:///anything.db", timeout_s=5) is None
+
+
+def _kedro(root: Path, uri: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "DO_NOT_TRACK": "1", "COLUMNS": "200"}
+    command = [str(Path(sys.executable).with_name("kedro")), "run", "--env", "smoke", *args]
+    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_an_unreachable_server_stops_the_run_before_anything_is_written(make_project) -> None:
+    root = make_project("down")
+    uri = f"http://127.0.0.1:{closed_port()}"
+    started = time.perf_counter()
+    result = _kedro(root, uri)
+    assert result.returncode == 1
+    assert f"Error: the MLflow tracking server {uri} does not answer" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert time.perf_counter() - started < 60
+    assert [p for p in (root / "data").rglob("*") if p.is_file()] == []
+
+
+def test_without_a_server_runs_are_kept_locally_and_uploaded_later(make_project) -> None:
+    root = make_project("offline")
+    result = _kedro(root, f"http://127.0.0.1:{closed_port()}", "--pipelines", "ingestion,sampling,training",
+                    "--params", "tracking.required=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    offline = f"sqlite:///{root / 'mlflow-offline.db'}"
+    kept = MlflowClient(offline).search_runs([MlflowClient(offline).get_experiment_by_name("longtail").experiment_id])
+    assert len(kept) == 1 + 24
+    target = f"sqlite:///{root / 'server.db'}"
+    assert upload_runs(offline, target) == 25
+    assert upload_runs(offline, target) == 0  # nothing twice
+    server = MlflowClient(target)
+    copied = server.search_runs([server.get_experiment_by_name("longtail").experiment_id], max_results=100)
+    parent = next(r for r in copied if "mlflow.parentRunId" not in r.data.tags)
+    children = [r for r in copied if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 24
+    original = next(r for r in kept if r.data.tags.get("mlflow.runName") == children[0].data.tags["mlflow.runName"])
+    assert children[0].data.params == original.data.params
+    assert children[0].data.metrics == original.data.metrics
+    history = server.get_metric_history(children[0].info.run_id, "epoch_loss")
+    assert len(history) == 4 and children[0].info.status == "FINISHED"

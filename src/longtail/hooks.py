@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -10,7 +12,8 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset, DataCatalog
 from kedro.pipeline import Pipeline
 
-from longtail.params import validate_parameters
+from longtail.params import TrackingParams, parse, validate_parameters
+from longtail.tracking import TrackingUnavailable, server_answers
 
 logger = logging.getLogger(__name__)
 
@@ -56,3 +59,27 @@ def saved_path(dataset: Any) -> Any:
     if isinstance(dataset, AbstractVersionedDataset) and dataset._version is not None:
         return dataset._get_versioned_path(dataset.resolve_save_version())
     return dataset._filepath
+
+
+class TrackingAvailabilityHook:
+    """Before anything runs (and before kedro-mlflow sets up its run), checks that the
+    tracking server answers. If not: with ``tracking.required`` the run stops, naming the
+    URI; without it, MLflow is pointed at a local SQLite store for the whole run, whose runs
+    ``python -m longtail.tracking upload`` copies to the server later."""
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        params = parse(TrackingParams, context.params.get("tracking", {}), "tracking")
+        uri = context.config_loader["mlflow"]["server"]["mlflow_tracking_uri"]
+        problem = server_answers(uri, params.timeout_s)
+        if problem is None:
+            return
+        if params.required:
+            raise TrackingUnavailable(
+                f"the MLflow tracking server {uri} does not answer ({problem}). Start it, point "
+                "MLFLOW_TRACKING_URI elsewhere, or set tracking.required: false to train anyway "
+                "and keep the runs in a local store for a later upload."
+            )
+        offline = f"sqlite:///{(Path(context.project_path) / params.offline_store).resolve()}"
+        logger.warning("MLflow server %s does not answer (%s): keeping runs in %s", uri, problem, offline)
+        os.environ["MLFLOW_TRACKING_URI"] = offline

@@ -132,6 +132,29 @@ class ReportingParams(_Block):
     seed: int = Field(ge=0)
 
 
+class DiagnosticsParams(_Block):
+    seed: int = Field(ge=0)  # split of the models into halves, and the proxy models' seed
+    top_k: int = Field(ge=1)  # also report the share of flipped labels among the k most suspicious examples
+    model_counts: tuple[int, ...]  # convergence: numbers of models to estimate from (all models are always added)
+    target_se: float = Field(gt=0, lt=1)  # standard error of mem to find the number of models for
+    proxy_models: int = Field(ge=1)  # full-data models trained for the learning-speed proxies
+
+    @field_validator("model_counts")
+    @classmethod
+    def _sorted_counts(cls, counts: tuple[int, ...]) -> tuple[int, ...]:
+        if any(n < 2 for n in counts):
+            raise ValueError("every count must be at least 2 (two halves of at least one model)")
+        if list(counts) != sorted(set(counts)):
+            raise ValueError("must be sorted in increasing order without repeats")
+        return counts
+
+
+class TrackingParams(_Block):
+    required: bool = True  # stop before training when the MLflow store does not answer
+    timeout_s: float = Field(default=5.0, gt=0)  # how long to wait for it to answer
+    offline_store: str = "mlflow-offline.db"  # with required false: local SQLite store used instead
+
+
 BLOCKS: dict[str, type[_Block]] = {
     "dataset": DatasetParams,
     "sampling": SamplingParams,
@@ -139,6 +162,8 @@ BLOCKS: dict[str, type[_Block]] = {
     "scoring": ScoringParams,
     "removal": RemovalParams,
     "reporting": ReportingParams,
+    "diagnostics": DiagnosticsParams,
+    "tracking": TrackingParams,
 }
 
 
@@ -151,6 +176,8 @@ class StudyParams(_Block):
     scoring: ScoringParams
     removal: RemovalParams
     reporting: ReportingParams
+    diagnostics: DiagnosticsParams
+    tracking: TrackingParams
 
     @model_validator(mode="after")
     def _shard_fits(self) -> StudyParams:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from kedro.utils import find_kedro_project
 
-from longtail.hooks import MlflowArtifactsHook, ParameterValidationHook
+from longtail.hooks import MlflowArtifactsHook, ParameterValidationHook, TrackingAvailabilityHook
 
-HOOKS = (ParameterValidationHook(), MlflowArtifactsHook())
+HOOKS = (TrackingAvailabilityHook(), ParameterValidationHook(), MlflowArtifactsHook())
 
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
 
@@ -27,6 +27,8 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     "custom_resolvers": {"tracking_uri": _tracking_uri},
+    # kedro-mlflow's file, declared here too so that project hooks can read it first.
+    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]},
     # An environment (conf/<env>) overrides single keys of conf/base, not whole blocks.
     "merge_strategy": {"parameters": "soft"},
 }

@@ -1,4 +1,4 @@
-"""Batched MLflow logging of per-model child runs.
+"""Batched MLflow logging of per-model child runs, and what to do when the store is away.
 
 Every trained model becomes a child run of the active (parent) run. Each child costs three
 store calls (create, one ``log_batch`` with all its params, metrics and per-epoch history,
@@ -7,9 +7,15 @@ terminate), so that tracking stays small next to training.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 import numpy as np
@@ -18,12 +24,15 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from longtail.errors import UserFacingError
+
 logger = logging.getLogger(__name__)
 
 PARAM_PREFIX = "param_"
 METRIC_PREFIX = "metric_"
 HISTORY_COLUMN = "epoch_loss"
 _MAX_METRICS_PER_BATCH = 1000
+_MAX_PARAMS_PER_BATCH = 100
 
 
 def _params(row: pd.Series) -> list[Param]:
@@ -112,3 +121,74 @@ def model_runs_table(
     )
     table[HISTORY_COLUMN] = list(epoch_loss.astype(np.float64))
     return table
+
+
+class TrackingUnavailable(UserFacingError):
+    """The MLflow tracking server does not answer."""
+
+
+def server_answers(uri: str, timeout_s: float) -> str | None:
+    """None when the tracking store at ``uri`` answers (always for local stores), else why not."""
+    if urlparse(uri).scheme not in ("http", "https"):
+        return None
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered, if only to refuse this path
+    except (urllib.error.URLError, OSError) as error:
+        return str(getattr(error, "reason", error))
+
+
+def _copy_run(source: MlflowClient, target: MlflowClient, run: Any, experiment_id: str, parents: dict[str, str]) -> str:
+    tags = {k: v for k, v in run.data.tags.items() if not k.startswith("longtail.uploaded")}
+    if MLFLOW_PARENT_RUN_ID in tags:
+        tags[MLFLOW_PARENT_RUN_ID] = parents.get(tags[MLFLOW_PARENT_RUN_ID], tags[MLFLOW_PARENT_RUN_ID])
+    new_id = target.create_run(experiment_id, start_time=run.info.start_time, tags=tags).info.run_id
+    metrics = [m for key in run.data.metrics for m in source.get_metric_history(run.info.run_id, key)]
+    params = [Param(k, v) for k, v in run.data.params.items()]
+    for start in range(0, len(params), _MAX_PARAMS_PER_BATCH):
+        target.log_batch(new_id, params=params[start : start + _MAX_PARAMS_PER_BATCH])
+    for chunk in _chunks(metrics, _MAX_METRICS_PER_BATCH):
+        target.log_batch(new_id, metrics=chunk)
+    with tempfile.TemporaryDirectory() as folder:
+        if source.list_artifacts(run.info.run_id):
+            target.log_artifacts(new_id, source.download_artifacts(run.info.run_id, "", folder))
+    target.set_terminated(new_id, run.info.status, end_time=run.info.end_time)
+    source.set_tag(run.info.run_id, "longtail.uploaded_to", new_id)
+    return new_id
+
+
+def upload_runs(source_uri: str, target_uri: str, experiment: str = "longtail") -> int:
+    """Copy the runs of ``experiment`` that were kept in a local store (``tracking.required:
+    false``) to another store, parents before children, with params, metric histories, tags
+    and artefacts; each copied run is tagged so that a second upload skips it."""
+    source, target = MlflowClient(source_uri), MlflowClient(target_uri)
+    found = source.get_experiment_by_name(experiment)
+    if found is None:
+        return 0
+    destination = target.get_experiment_by_name(experiment)
+    experiment_id = destination.experiment_id if destination else target.create_experiment(experiment)
+    runs = source.search_runs([found.experiment_id], "", max_results=50000, order_by=["attributes.start_time ASC"])
+    pending = [r for r in runs if "longtail.uploaded_to" not in r.data.tags]
+    pending.sort(key=lambda r: MLFLOW_PARENT_RUN_ID in r.data.tags)
+    parents: dict[str, str] = {}
+    for run in pending:
+        parents[run.info.run_id] = _copy_run(source, target, run, experiment_id, parents)
+    return len(pending)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m longtail.tracking upload SOURCE_URI TARGET_URI``."""
+    parser = argparse.ArgumentParser(prog="python -m longtail.tracking")
+    commands = parser.add_subparsers(dest="command", required=True)
+    upload = commands.add_parser("upload", help="copy runs kept in a local store to a tracking server")
+    upload.add_argument("source_uri", help="e.g. sqlite:///mlflow-offline.db")
+    upload.add_argument("target_uri", help="e.g. http://127.0.0.1:5000")
+    upload.add_argument("--experiment", default="longtail")
+    args = parser.parse_args(argv)
+    print(f"uploaded {upload_runs(args.source_uri, args.target_uri, args.experiment)} runs")
+
+
+if __name__ == "__main__":
+    main()
