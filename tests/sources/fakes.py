@@ -73,7 +73,7 @@ def write_cifar10(root: Path, per_batch: int = 4, n_test: int = 6) -> Written:
     return written
 
 
-def write_cifar100(root: Path, n_train: int = 24, n_test: int = 8) -> Written:
+def write_cifar100(root: Path, n_train: int = 200, n_test: int = 100) -> Written:
     """``<root>/cifar-100-python/{train,test,meta}`` with ``fine_labels``."""
     written = _random_split(n_train, n_test, (3, 32, 32), 100, seed=3)
     folder = root / "cifar-100-python"

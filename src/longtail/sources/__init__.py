@@ -35,7 +35,16 @@ def load_source(
     ``root`` is where the torchvision datasets' folders are (or are downloaded to, with
     ``download``) and, for ``image_folder``, the image folder itself; ``image_size`` and
     ``channels`` apply to ``image_folder`` only. The bundled datasets need none of them.
+    Bad values (NaN pixels, labels outside the classes) and unusable classes (a single
+    example, a test class the training split lacks) raise ``InvalidDataset``, naming the
+    dataset, split and example indices.
     """
+    source = _read_source(name, root, download, image_size, channels)
+    source.check(name)
+    return source
+
+
+def _read_source(name: str, root: Path | str, download: bool, image_size: int | None, channels: int | None) -> Source:
     if name in BUNDLED:
         return BUNDLED[name]()
     if name in LAYOUTS:

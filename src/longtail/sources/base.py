@@ -35,20 +35,25 @@ class LabelledImages:
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
-            raise ValueError(f"images must be (N, C, H, W), got shape {self.images.shape}")
+            raise InvalidDataset([f"images must be (N, C, H, W), got shape {self.images.shape}"])
         if len(self.images) != len(self.labels):
-            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+            raise InvalidDataset([f"{len(self.images)} images but {len(self.labels)} labels"])
         if self.paths is not None and len(self.paths) != len(self.labels):
-            raise ValueError(f"{len(self.paths)} paths but {len(self.labels)} labels")
-        if not np.isfinite(self.images).all():
-            bad = int(np.flatnonzero(~np.isfinite(self.images).reshape(len(self.images), -1).all(1))[0])
-            raise ValueError(f"image {bad} holds NaN or infinite values")
-        outside = (self.labels < 0) | (self.labels >= len(self.class_names))
-        if outside.any():
-            bad = int(np.flatnonzero(outside)[0])
-            raise ValueError(
-                f"label {self.labels[bad]} of example {bad} is outside [0, {len(self.class_names) - 1}]"
+            raise InvalidDataset([f"{len(self.paths)} paths but {len(self.labels)} labels"])
+
+    def problems(self, where: str) -> list[str]:
+        """Bad values, each named by ``where`` (dataset and split) and example index."""
+        found = []
+        not_finite = np.flatnonzero(~np.isfinite(self.images.reshape(len(self.images), -1)).all(axis=1))
+        if len(not_finite):
+            found.append(f"{where}: image {_listed(not_finite)} holds NaN or infinite values")
+        outside = np.flatnonzero((self.labels < 0) | (self.labels >= len(self.class_names)))
+        if len(outside):
+            found.append(
+                f"{where}: label {int(self.labels[outside[0]])} of example {_listed(outside)} is outside "
+                f"the {len(self.class_names)} classes [0, {len(self.class_names) - 1}]"
             )
+        return found
 
     def subset(self, rows: np.ndarray) -> LabelledImages:
         """The examples at ``rows``, in that order."""
@@ -77,6 +82,36 @@ class Source:
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.train.class_names
+
+    def check(self, name: str) -> None:
+        """Raise ``InvalidDataset`` listing every bad value and every unusable class."""
+        found = self.train.problems(f"{name} train")
+        if self.test is not None:
+            found += self.test.problems(f"{name} test")
+        if not found:
+            found = self._class_problems(name)
+        if found:
+            raise InvalidDataset(found)
+
+    def _class_problems(self, name: str) -> list[str]:
+        counts = np.bincount(self.train.labels, minlength=len(self.class_names))
+        found = [
+            f"{name}: class {self.class_names[c]!r} has {counts[c]} training example(s); each class needs at least 2"
+            for c in np.flatnonzero((counts > 0) & (counts < 2))
+        ]
+        if self.test is not None:
+            found += [
+                f"{name}: class {self.class_names[c]!r} is in the test split but not in the training split"
+                for c in np.unique(self.test.labels)
+                if counts[c] == 0
+            ]
+        return found
+
+
+def _listed(indices: np.ndarray, shown: int = 5) -> str:
+    """``3`` or ``3, 8, 9 (and 12 more)``."""
+    head = ", ".join(str(int(i)) for i in indices[:shown])
+    return head if len(indices) <= shown else f"{head} (and {len(indices) - shown} more)"
 
 
 def unit_interval(pixels: np.ndarray) -> np.ndarray:
