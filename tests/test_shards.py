@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -138,3 +139,19 @@ def test_fingerprint_sees_content_dtype_and_shape() -> None:
     assert fingerprint(a) != fingerprint(a.reshape(2, 3))
     assert fingerprint(a) != fingerprint(a.astype(np.int32))
     assert fingerprint(a) != fingerprint(a + (np.arange(6) == 5))
+
+
+def test_a_failed_shard_write_leaves_no_partial_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ShardStore(tmp_path, IDENTITY)
+    store.write(make_shard(0, 4), hashes(0, 4))
+
+    def disk_full(handle: object, **arrays: np.ndarray) -> None:
+        handle.write(b"PK\x03\x04 half a shard")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        store.write(make_shard(4, 8), hashes(4, 8))
+    monkeypatch.undo()
+    assert sorted(p.name for p in store.folder.iterdir()) == ["experiment.json", store.path(0, 4).name]
+    assert list(store.load_new(10, hashes)) == [(0, 4)]

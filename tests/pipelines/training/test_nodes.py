@@ -1,0 +1,46 @@
+"""The training node: refuses masks that do not fit the data, and fills the shard store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from longtail.pipelines.training.nodes import train_subset_models
+from longtail.sources import load_source
+
+TRAINING = {
+    "model": "mlp", "hidden_sizes": [8], "epochs": 1, "batch_size": 32, "lr": 0.05, "momentum": 0.9,
+    "weight_decay": 0.0, "schedule": "constant", "seed": 0, "device": "cpu", "models_per_shard": 2,
+}
+SAMPLING = {"n_models": 4, "subset_ratio": 0.7, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def splits() -> tuple[np.ndarray, ...]:
+    digits = load_source("digits").train
+    return digits.images[:100], digits.labels[:100], digits.images[100:140], digits.labels[100:140]
+
+
+def test_masks_of_another_dataset_are_refused_by_shape(splits: tuple[np.ndarray, ...], tmp_path: Path) -> None:
+    masks = np.ones((4, 99), dtype=bool)
+    with pytest.raises(ValueError, match=r"subset_masks has shape \(4, 99\).*expected shape \(n_models, 100\)"):
+        train_subset_models(*splits, masks, tmp_path, TRAINING, SAMPLING)
+    assert not list(tmp_path.rglob("shard-*"))
+
+
+def test_outputs_cover_every_model_and_land_in_the_store(splits: tuple[np.ndarray, ...], tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    masks = np.stack([rng.permutation(100) < 70 for _ in range(4)])
+    train_correct, train_prob, test_correct, test_prob, runs, summary = train_subset_models(
+        *splits, masks, tmp_path, TRAINING, SAMPLING
+    )
+    assert train_correct.shape == train_prob.shape == (4, 100) and test_correct.shape == test_prob.shape == (4, 40)
+    assert (train_prob[train_correct] >= 1 / 10).all()  # the argmax class has at least 1/n_classes
+    assert runs["model_index"].tolist() == [0, 1, 2, 3]
+    assert len(list(tmp_path.rglob("shard-*.npz"))) == 2
+    assert summary["models_trained_in_this_run"]["value"] == 4
+    again = train_subset_models(*splits, masks, tmp_path, TRAINING, SAMPLING)
+    assert again[5]["models_reused_from_store"]["value"] == 4
+    np.testing.assert_array_equal(again[0], train_correct)
