@@ -14,7 +14,9 @@ N_TRAIN = 1200
 # Batched and plain kernels round differently (~1e-7). That stays tiny unless a near-tie in
 # a max-pool window flips its winner, which changes one gradient entry by O(1e-3); such
 # flips become likely with many small steps, so the runs below are kept short.
-SMALL = TrainConfig(hidden_sizes=(32,), epochs=2, batch_size=64, lr=0.02, momentum=0.9, weight_decay=5e-4, keep_models=True)
+SMALL = TrainConfig(
+    hidden_sizes=(32,), epochs=2, batch_size=64, lr=0.02, momentum=0.9, weight_decay=5e-4, keep_models=True
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,9 @@ def test_mixed_subset_sizes_keep_row_order(digits):
     ensemble = train(train_ensemble, digits, masks, SMALL)
     assert ensemble.epoch_loss.shape == (5, 2)
     assert_same_models(ensemble, train(train_one_by_one, digits, masks, SMALL))
+    for row in (1, 3):  # groups are trained by size, results come back in row order
+        alone = train(train_ensemble, digits, masks[[row]], SMALL, np.array([row]))
+        np.testing.assert_allclose(alone.true_prob["test"][0], ensemble.true_prob["test"][row], atol=1e-5)
 
 
 def test_progress_and_log_per_shard(digits, caplog):
