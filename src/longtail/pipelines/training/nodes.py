@@ -10,13 +10,17 @@ import numpy as np
 import pandas as pd
 
 from longtail.executors import make_executor, train_with_store
+from longtail.nets.ensemble import resolve_device
 from longtail.params import SamplingParams, TrainingParams, parse
 from longtail.shards import ShardStore
 from longtail.study import experiment_identity, log_models, models_table, train_config, training_data
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CPU_SHARD = 64
+# Models per stored shard when `training.models_per_shard` is auto: what a crash can lose, and
+# how often progress and MLflow logging happen. The trainer still picks its own (memory-based)
+# batch of models inside a shard.
+STORE_SHARD = {"cpu": 64, "cuda": 512}
 
 
 def train_subset_models(
@@ -45,7 +49,7 @@ def train_subset_models(
             f"examples; expected shape (n_models, {len(train_labels)}): rerun the sampling pipeline"
         )
     store = ShardStore(shard_store, experiment_identity(data, config, parse(SamplingParams, sampling, "sampling")))
-    per_shard = config.models_per_shard or DEFAULT_CPU_SHARD
+    per_shard = config.models_per_shard or STORE_SHARD[resolve_device(config.device).type]
     with make_executor(params.executor, params.scheduler_address, params.workers) as executor:
         arrays, trained = train_with_store(
             store,
