@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,7 +23,7 @@ def test_training_benchmark_smoke(tmp_path: Path) -> None:
     assert keys <= set(result)
     assert result["preset"] == "digits-mlp" and result["models"] == 4 and result["device"]
     assert result["vectorized_models_per_s"] > 0 and result["loop_models_per_s"] > 0
-    assert result["speedup"] == result["vectorized_models_per_s"] / result["loop_models_per_s"]
+    assert result["speedup"] == pytest.approx(result["vectorized_models_per_s"] / result["loop_models_per_s"])
     assert 0 < result["achieved_gflops"] < result["peak_gflops"]
 
 
