@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from longtail.estimate import influence, memorization
 from longtail.params import InvalidParameters
 
-STAGES = ("ingestion", "sampling", "training", "scoring", "removal", "reporting")
+STAGES = ("ingestion", "sampling", "training", "scoring", "diagnostics", "removal", "reporting")
 
 
 def run_study(root: Path, **kwargs: object) -> None:
@@ -118,7 +118,7 @@ def test_mlflow_holds_one_child_run_per_trained_model(study: Path) -> None:
     assert parent.data.params["sampling.n_models"] == "24"
     assert "training_metrics.subset_models_test_accuracy_mean" in parent.data.metrics
     sources = pd.Series([c.data.tags["longtail.source"] for c in children]).value_counts().to_dict()
-    assert sources == {"subset": 24, "removal": 8}
+    assert sources == {"subset": 24, "removal": 8, "proxy": 2}
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     child = children[0]
     assert {"test_accuracy", "subset_accuracy", "final_loss", "epoch_loss"} <= set(child.data.metrics)
@@ -172,5 +172,16 @@ def test_kedro_viz_builds_the_lineage_of_the_six_pipelines(study: Path) -> None:
 
     main = json.loads((study / "build" / "api" / "main").read_text())
     assert set(STAGES) <= {p["id"] for p in main["pipelines"]}
-    names = {n["name"] for n in main["nodes"]}
-    assert {"memorization_scores", "influence_pairs", "removal_curve", "subset_masks", "train_correct"} <= names
+    ids = {n["name"]: n["id"] for n in main["nodes"]}
+    assert {"memorization_scores", "influence_pairs", "removal_curve", "subset_masks", "train_correct"} <= set(ids)
+    previews = {
+        name: json.loads((study / "build" / "api" / "nodes" / ids[name]).read_text()).get("preview_type")
+        for name in ("memorization_scores", "subset_model_runs", "memorization_grid", "train_correct")
+    }
+    assert previews == {
+        "memorization_scores": "TablePreview",
+        "subset_model_runs": "TablePreview",
+        "memorization_grid": "ImagePreview",
+        "train_correct": "JSONPreview",
+    }
+    assert "circular" not in result.stdout + result.stderr

@@ -77,14 +77,17 @@ class LocalExecutor:
 
 
 def _worker_config(config: TrainConfig) -> TrainConfig:
-    """On a multi-GPU worker of a LocalCluster, pin the worker to GPU (worker name mod #GPUs)."""
+    """A worker trains with as many CPU threads as it was given (not every core of the node,
+    which its sibling workers share); on a multi-GPU node each worker is pinned to one GPU
+    (worker name mod #GPUs)."""
     import torch  # noqa: PLC0415
     from distributed import get_worker  # noqa: PLC0415
 
+    worker = get_worker()
+    config = replace(config, threads=worker.state.nthreads)
     if config.device != "auto" or torch.cuda.device_count() < 2:
         return config
-    name = get_worker().name
-    index = name if isinstance(name, int) else abs(hash(name))
+    index = worker.name if isinstance(worker.name, int) else abs(hash(worker.name))
     return replace(config, device=f"cuda:{index % torch.cuda.device_count()}")
 
 

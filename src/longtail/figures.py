@@ -39,6 +39,8 @@ __all__ = [
     "removal_summary",
     "removal_curve_figure",
     "t_quantile_975",
+    "precision_recall_figure",
+    "convergence_figure",
 ]
 
 SCORE_COLUMNS = ("index", "label", "mem")
@@ -356,4 +358,94 @@ def removal_curve_figure(curve: pd.DataFrame) -> Figure:
     ax.set_title("Removing high-memorization vs random training examples")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
+    return fig
+
+
+# -------------------------------------------------------------------------- diagnostics
+
+NO_LABEL_NOISE_MESSAGE = "no planted label errors (dataset.label_noise = 0): nothing to detect"
+
+
+def precision_recall_figure(curves: pd.DataFrame, detection: pd.DataFrame, noisy_fraction: float) -> Figure:
+    """Precision against recall of each score at finding the planted label errors.
+
+    ``curves``: ``score``, ``recall``, ``precision`` (one point per distinct threshold, highest
+    first); ``detection``: ``score``, ``average_precision``, ``roc_auc`` for the legend. The
+    dotted line is a random ranking's precision, the share of noisy examples. Empty ``curves``
+    give a figure saying there is nothing to detect.
+    """
+    _require_frame(curves, "curves", ("score", "recall", "precision"))
+    _require_frame(detection, "detection", ("score", "average_precision", "roc_auc"))
+    if curves.empty:
+        return _message_figure(NO_LABEL_NOISE_MESSAGE, title="Finding planted label errors")
+    legend = detection.set_index("score")
+    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for score, curve in curves.groupby("score", sort=False):
+        recall = np.r_[0.0, curve["recall"].to_numpy(float)]
+        precision = np.r_[curve["precision"].iloc[0], curve["precision"].to_numpy(float)]
+        label = f"{score} (AP {legend.at[score, 'average_precision']:.2f}, AUC {legend.at[score, 'roc_auc']:.2f})"
+        ax.step(recall, precision, where="pre", label=label)
+    ax.axhline(noisy_fraction, color="tab:gray", linestyle=":", label=f"random ({noisy_fraction:.2f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall (share of flipped labels found)")
+    ax.set_ylabel("precision (share of flagged examples that are flipped)")
+    ax.set_title("Finding planted label errors")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return fig
+
+
+def _model_axis(ax: Axes, counts: Sequence[float], label: str) -> None:
+    """A log axis of numbers of models, labelled at ``counts`` only."""
+    ax.set_xscale("log")
+    ax.set_xticks(counts, [f"{c:,.0f}" for c in counts])
+    ax.minorticks_off()
+    ax.set_xlabel(label)
+
+
+def _plot_se(ax: Axes, convergence: pd.DataFrame) -> None:
+    """Median standard errors against models, and the 1/√n extrapolation to the target."""
+    n = convergence["n_models"].to_numpy(float)
+    se = convergence["median_mem_se_memorized"].to_numpy(float)
+    ax.plot(n, se, marker="o", color="tab:red", label="median mem_se, memorized examples")
+    ax.plot(n, convergence["median_mem_se"].to_numpy(float), marker="o", color="tab:gray", label="median mem_se, all")
+    needed, target_se = convergence[["models_for_target_se", "target_se"]].iloc[-1]
+    ticks = list(n)
+    if np.isfinite(needed):
+        reach = np.geomspace(*sorted((n[-1], needed)), 20)
+        ax.plot(reach, se[-1] * np.sqrt(n[-1] / reach), color="tab:red", linestyle="--",
+                label=f"∝ 1/√n from {n[-1]:,.0f}: ≈ {needed:,.0f} models for {target_se:g}")
+        if not n[0] <= needed <= n[-1]:  # inside, it would crowd the counts' labels
+            ticks.append(needed)
+    ax.axhline(target_se, color="black", linestyle=":", linewidth=1)
+    _model_axis(ax, sorted(set(ticks)), "models")
+    ax.set_ylabel("standard error of mem")
+    ax.legend(loc="best", fontsize=7)
+
+
+def convergence_figure(convergence: pd.DataFrame) -> Figure:
+    """How the estimates settle as models are added: left, the median standard error of mem
+    (and its 1/√n extrapolation to ``target_se``, from the last row); right, the agreement between two halves of
+    the models (Spearman of mem, Jaccard of the selected pairs)."""
+    _require_frame(convergence, "convergence", (
+        "n_models", "median_mem_se", "median_mem_se_memorized", "target_se", "models_for_target_se", "spearman_mem",
+        "jaccard_pairs",
+    ))
+    if convergence.empty:
+        return _message_figure("no convergence results")
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    _plot_se(left, convergence)
+    n = convergence["n_models"].to_numpy(float)
+    for column, label in (("spearman_mem", "Spearman of mem"), ("jaccard_pairs", "Jaccard of high-influence pairs")):
+        right.plot(n, convergence[column].to_numpy(float), marker="o", label=label)
+    _model_axis(right, list(n), "models (split into two halves)")
+    right.set_ylim(0, 1.02)
+    right.set_ylabel("agreement between halves")
+    right.legend(loc="best", fontsize=7)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.suptitle("Convergence with the number of models")
     return fig

@@ -1,11 +1,11 @@
-"""Project pipelines: the six stages of the study, and ``__default__`` running them in order."""
+"""Project pipelines: the stages of the study, and ``__default__`` running them in order."""
 
 from __future__ import annotations
 
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-STAGES = ("ingestion", "sampling", "training", "scoring", "removal", "reporting")
+STAGES = ("ingestion", "sampling", "training", "scoring", "diagnostics", "removal", "reporting")
 
 
 def register_pipelines() -> dict[str, Pipeline]:

@@ -18,7 +18,7 @@ from longtail.tracking import log_model_runs, model_runs_table
 
 # Trainer settings that change how models are computed, not what they are: a store's shards
 # are reused across them.
-_EXECUTION_ONLY = ("device", "models_per_shard", "compile", "keep_models")
+_EXECUTION_ONLY = ("device", "models_per_shard", "compile", "keep_models", "record_epochs", "threads")
 STORE_FORMAT = 1
 
 

@@ -147,3 +147,18 @@ def test_invalid_inputs(digits):
     masks = subset_masks([10, 0])
     with pytest.raises(ValueError, match="non-empty"):
         train(train_ensemble, digits, masks, SMALL)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_recording_epochs_changes_no_model_and_ends_with_the_final_evaluation(digits, arch):
+    masks = subset_masks([700, 500, 700])  # two shards' sizes: recorded epochs follow the input rows
+    config = replace(SMALL, model=arch)
+    plain = train(train_ensemble, digits, masks, config)
+    recorded = train(train_ensemble, digits, masks, replace(config, record_epochs=True))
+    assert plain.epoch_correct is None and plain.epoch_true_prob is None
+    assert_same_models(plain, recorded, atol=0)  # BatchNorm statistics untouched by evaluation in eval mode
+    assert recorded.epoch_correct["test"].shape == recorded.epoch_true_prob["test"].shape == (3, SMALL.epochs, 597)
+    np.testing.assert_array_equal(recorded.epoch_correct["test"][:, -1], recorded.correct["test"])
+    np.testing.assert_array_equal(recorded.epoch_true_prob["test"][:, -1], recorded.true_prob["test"])
+    one_by_one = train(train_one_by_one, digits, masks, replace(config, record_epochs=True))
+    np.testing.assert_allclose(one_by_one.epoch_true_prob["test"], recorded.epoch_true_prob["test"], atol=1e-4)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+from kedro_datasets._typing import TablePreview
 from kedro_datasets.pandas import ParquetDataset as _KedroParquetDataset
 
 from longtail.io.atomic import atomic_path
 
 
 class ParquetDataset(_KedroParquetDataset):
-    """kedro-datasets' ParquetDataset, but a local save is atomic (temporary file, then rename)."""
+    """kedro-datasets' ParquetDataset, but a local save is atomic (temporary file, then rename),
+    and previews (Kedro-Viz) are JSON-safe when cells hold lists (e.g. per-epoch losses)."""
 
     def save(self, data: pd.DataFrame) -> None:
         if self._protocol != "file":
@@ -18,3 +21,12 @@ class ParquetDataset(_KedroParquetDataset):
         with atomic_path(self._get_save_path()) as temporary:
             data.to_parquet(temporary, **self._save_args)
         self._invalidate_cache()
+
+    def preview(self, nrows: int = 5) -> TablePreview:
+        table = super().preview(nrows)
+        table["data"] = [[_plain(cell) for cell in row] for row in table["data"]]
+        return table
+
+
+def _plain(cell: object) -> object:
+    return cell.tolist() if isinstance(cell, np.ndarray) else cell

@@ -53,6 +53,8 @@ class TrainConfig:
     augment: bool = False  # random 4-px-padded crop + horizontal flip of every training image
     compile: bool = False  # torch.compile the network
     keep_models: bool = False  # return each trained model's state dict in EnsembleResult
+    record_epochs: bool = False  # also evaluate on every eval set at the end of every epoch (EnsembleResult.epoch_*)
+    threads: int | None = None  # CPU threads; None = every core this process may use
 
     def __post_init__(self) -> None:
         if self.model not in ARCHITECTURES:
@@ -67,6 +69,8 @@ class EnsembleResult:
     true_prob: dict[str, np.ndarray]  # eval-set name -> (K, n) float32: softmax prob of the true label
     epoch_loss: np.ndarray  # (K, epochs) float32 mean training loss of each model per epoch
     state_dicts: list[StateDict] | None = None  # with config.keep_models: build_model state dicts, on CPU
+    epoch_correct: dict[str, np.ndarray] | None = None  # with config.record_epochs: (K, epochs, n) bool, in eval mode
+    epoch_true_prob: dict[str, np.ndarray] | None = None  # with config.record_epochs: (K, epochs, n) float32
 
 
 @dataclass(frozen=True)
@@ -150,10 +154,18 @@ def _batch(
     return x, data.labels[idx]
 
 
-def _fit(net: nn.Module, forward: Forward, streams: DataStreams, data: _Data, config: TrainConfig) -> np.ndarray:
+def _fit(
+    net: nn.Module,
+    forward: Forward,
+    streams: DataStreams,
+    data: _Data,
+    config: TrainConfig,
+    on_epoch_end: Callable[[], None] | None = None,
+) -> np.ndarray:
     """Train K models with SGD on minibatches of their subsets; return the (K, epochs) mean losses.
 
     The summed per-model mean losses give each model exactly the gradient of its own loss.
+    ``on_epoch_end`` may evaluate the models; it must leave ``net`` in training mode.
     """
     k, n = streams.subsets.shape
     steps_per_epoch = math.ceil(n / config.batch_size)
@@ -181,6 +193,8 @@ def _fit(net: nn.Module, forward: Forward, streams: DataStreams, data: _Data, co
                 group["lr"] = lr_at(config, epoch * steps_per_epoch + step, total_steps)
             optimizer.step()
             loss_sums[:, epoch] += losses.detach().sum(1)
+        if on_epoch_end is not None:
+            on_epoch_end()
     return (loss_sums / n).cpu().numpy()
 
 
@@ -205,17 +219,32 @@ def _predict(
 def _train_and_evaluate(
     net: nn.Module, forward: Forward, shard: _Shard, data: _Data, config: TrainConfig
 ) -> EnsembleResult:
-    """Train the shard's K models (held in ``net``) and evaluate them on every eval set."""
-    epoch_loss = _fit(net, forward, _streams(shard, config), data, config)
-    net.eval()
+    """Train the shard's K models (held in ``net``) and evaluate them on every eval set (also
+    after every epoch with ``config.record_epochs``; evaluation changes no weight or statistic)."""
     k, batch_size = len(shard.rows), EVAL_BATCH_FACTOR * config.batch_size
     layout = _memory_format(config)
-    predictions = {name: _predict(forward, k, x, y, batch_size, layout) for name, (x, y) in data.eval_sets.items()}
-    return EnsembleResult(
+
+    def evaluate() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        net.eval()
+        return {name: _predict(forward, k, x, y, batch_size, layout) for name, (x, y) in data.eval_sets.items()}
+
+    epochs: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+
+    def record_epoch() -> None:
+        epochs.append(evaluate())
+        net.train()
+
+    epoch_loss = _fit(net, forward, _streams(shard, config), data, config, record_epoch if config.record_epochs else None)
+    predictions = evaluate()
+    result = EnsembleResult(
         correct={name: c.numpy() for name, (c, _) in predictions.items()},
         true_prob={name: p.numpy() for name, (_, p) in predictions.items()},
         epoch_loss=epoch_loss,
     )
+    if config.record_epochs:
+        result.epoch_correct = {name: torch.stack([e[name][0] for e in epochs], 1).numpy() for name in predictions}
+        result.epoch_true_prob = {name: torch.stack([e[name][1] for e in epochs], 1).numpy() for name in predictions}
+    return result
 
 
 def _prepare_net(net: nn.Module, config: TrainConfig, device: torch.device) -> tuple[nn.Module, Forward]:
@@ -253,13 +282,23 @@ def _train_plain(shard: _Shard, data: _Data, config: TrainConfig) -> EnsembleRes
     return _concat(results)
 
 
+def _joined(results: list[EnsembleResult], field: str) -> dict[str, np.ndarray] | None:
+    """One per-eval-set field of ``results``, concatenated over models (None if not recorded)."""
+    parts = [getattr(r, field) for r in results]
+    if parts[0] is None:
+        return None
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
 def _concat(results: list[EnsembleResult]) -> EnsembleResult:
     first = results[0]
     return EnsembleResult(
-        correct={name: np.concatenate([r.correct[name] for r in results]) for name in first.correct},
-        true_prob={name: np.concatenate([r.true_prob[name] for r in results]) for name in first.true_prob},
+        correct=_joined(results, "correct"),
+        true_prob=_joined(results, "true_prob"),
         epoch_loss=np.concatenate([r.epoch_loss for r in results]),
         state_dicts=None if first.state_dicts is None else [s for r in results for s in r.state_dicts],
+        epoch_correct=_joined(results, "epoch_correct"),
+        epoch_true_prob=_joined(results, "epoch_true_prob"),
     )
 
 
@@ -351,7 +390,7 @@ def _run(
     _validate(images, labels, masks, model_ids)
     device = resolve_device(config.device)
     if device.type == "cpu":
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        torch.set_num_threads(config.threads or len(os.sched_getaffinity(0)))
     data = _prepare_data(images, labels, eval_sets, n_classes, device)
     total, done, started = len(masks), 0, time.perf_counter()
     results: list[EnsembleResult] = []
@@ -369,11 +408,17 @@ def _run(
 def _reorder(result: EnsembleResult, rows: np.ndarray) -> EnsembleResult:
     """Put shard-ordered results back into the input row order."""
     inverse = np.argsort(rows)
+
+    def reordered(arrays: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+        return None if arrays is None else {name: a[inverse] for name, a in arrays.items()}
+
     return EnsembleResult(
-        correct={name: c[inverse] for name, c in result.correct.items()},
-        true_prob={name: p[inverse] for name, p in result.true_prob.items()},
+        correct=reordered(result.correct),
+        true_prob=reordered(result.true_prob),
         epoch_loss=result.epoch_loss[inverse],
         state_dicts=None if result.state_dicts is None else [result.state_dicts[i] for i in inverse],
+        epoch_correct=reordered(result.epoch_correct),
+        epoch_true_prob=reordered(result.epoch_true_prob),
     )
 
 

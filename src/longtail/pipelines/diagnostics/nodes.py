@@ -1,0 +1,173 @@
+"""Diagnostics: how far to trust the scores (planted label errors, agreement between halves of
+the models, convergence) and whether a learning-speed proxy from a few runs would do."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from longtail import diagnostics as stats
+from longtail import figures
+from longtail.nets.ensemble import train_ensemble
+from longtail.params import DiagnosticsParams, ScoringParams, TrainingParams, parse
+from longtail.study import models_table, train_config, training_data
+from longtail.tracking import log_model_runs
+
+logger = logging.getLogger(__name__)
+
+SUBSET_SCORES = ("mem", "mem_soft", "p_out")
+PROXIES = ("cumulative_accuracy", "mean_true_prob")
+
+
+def train_proxy_models(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    examples: pd.DataFrame,
+    training: dict[str, Any],
+    diagnostics: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train ``diagnostics.proxy_models`` models on the whole training split (the ``training``
+    parameters, seeded by ``diagnostics.seed``), recording at the end of every epoch how each
+    training example is classified. Returns the learning-speed proxies of every training example
+    (``index``, ``label``, ``noisy``, ``cumulative_accuracy``, ``mean_true_prob``) and the
+    per-model runs table (also logged as MLflow child runs, source ``proxy``)."""
+    params = parse(DiagnosticsParams, diagnostics, "diagnostics")
+    config = replace(train_config(parse(TrainingParams, training, "training"), seed=params.seed), record_epochs=True)
+    data = training_data(train_images, train_labels, test_images, test_labels)
+    masks = np.ones((params.proxy_models, len(train_labels)), dtype=bool)
+    model_ids = np.arange(params.proxy_models)
+    result = train_ensemble(
+        train_images, train_labels, masks, model_ids, config, data.n_classes,
+        eval_sets={"train": (train_images, train_labels), "test": (test_images, test_labels)},
+    )
+    arrays = {"train_correct": result.correct["train"], "test_correct": result.correct["test"], "epoch_loss": result.epoch_loss}
+    runs = models_table("proxy", model_ids, masks, arrays, config)
+    log_model_runs(runs, "proxy")
+    train = examples[examples["split"] == "train"].sort_values("index")[["index", "label", "noisy"]]
+    proxies = stats.learning_speed(result.epoch_correct["train"], result.epoch_true_prob["train"])
+    logger.info("proxy models' test accuracy: %.4f", result.correct["test"].mean())
+    return pd.concat([train.reset_index(drop=True), proxies], axis=1), runs
+
+
+def _with_proxies(memorization_scores: pd.DataFrame, proxy_scores: pd.DataFrame) -> pd.DataFrame:
+    """``index``, ``noisy``, the subset models' scores and the proxies, one row per training example."""
+    return memorization_scores[["index", "noisy", *SUBSET_SCORES]].merge(
+        proxy_scores[["index", *PROXIES]], on="index", validate="one_to_one"
+    )
+
+
+def _suspicion_scores(memorization_scores: pd.DataFrame, proxy_scores: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """``noisy`` and the scores compared for label-error detection."""
+    merged = _with_proxies(memorization_scores, proxy_scores)
+    return merged["noisy"].to_numpy(dtype=bool), merged[[*SUBSET_SCORES, *PROXIES]]
+
+
+def detect_label_noise(
+    memorization_scores: pd.DataFrame, proxy_scores: pd.DataFrame, diagnostics: dict[str, Any]
+) -> pd.DataFrame:
+    """One row per score (mem, mem_soft, p_out, the proxies): ROC AUC, average precision and
+    precision among the most suspicious examples at finding the planted label errors. Empty
+    (same columns) when no label was flipped."""
+    params = parse(DiagnosticsParams, diagnostics, "diagnostics")
+    table = stats.detection_table(*_suspicion_scores(memorization_scores, proxy_scores), params.top_k)
+    for row in table.itertuples():
+        logger.info("label-error detection by %s: ROC AUC %.3f, AP %.3f", row.score, row.roc_auc, row.average_precision)
+    return table
+
+
+def plot_label_noise_detection(
+    memorization_scores: pd.DataFrame, proxy_scores: pd.DataFrame, label_noise_detection: pd.DataFrame
+) -> Figure:
+    """Precision-recall curves of every score at finding the planted label errors."""
+    noisy, scores = _suspicion_scores(memorization_scores, proxy_scores)
+    curves = stats.precision_recall_table(noisy, scores)
+    return figures.precision_recall_figure(curves, label_noise_detection, float(noisy.mean()))
+
+
+def _selection(scoring: dict[str, Any]) -> stats.PairSelection:
+    params = parse(ScoringParams, scoring, "scoring")
+    return stats.PairSelection(params.influence_threshold, params.memorization_threshold, params.max_block_mb)
+
+
+def measure_agreement(
+    subset_masks: np.ndarray,
+    train_correct: np.ndarray,
+    test_correct: np.ndarray,
+    scoring: dict[str, Any],
+    diagnostics: dict[str, Any],
+) -> pd.DataFrame:
+    """Two disjoint halves of the subset models (seeded by ``diagnostics.seed``), each estimating
+    mem and selecting the paper's high-influence pairs: the Spearman correlation of mem between
+    halves, the pairs each selects and their Jaccard overlap (one row)."""
+    params = parse(DiagnosticsParams, diagnostics, "diagnostics")
+    models = np.arange(len(subset_masks))
+    row = stats.half_agreement(subset_masks, train_correct, test_correct, models, params.seed, _selection(scoring))
+    logger.info(
+        "agreement between halves of %d models: Spearman of mem %.3f, Jaccard of pairs %.3f",
+        row["models_per_half"], row["spearman_mem"], row["jaccard_pairs"],
+    )
+    return pd.DataFrame([{"n_models": len(models), **row}])
+
+
+def measure_convergence(
+    subset_masks: np.ndarray,
+    train_correct: np.ndarray,
+    test_correct: np.ndarray,
+    scoring: dict[str, Any],
+    diagnostics: dict[str, Any],
+) -> pd.DataFrame:
+    """Standard error of mem and agreement between halves for each of ``diagnostics.model_counts``
+    (those the study has, and all its models), and the number of models extrapolated to reach
+    ``diagnostics.target_se``."""
+    params = parse(DiagnosticsParams, diagnostics, "diagnostics")
+    counts = stats.model_counts(params.model_counts, len(subset_masks))
+    table = stats.convergence(
+        subset_masks, train_correct, test_correct, counts, params.seed, params.target_se, _selection(scoring)
+    )
+    last = table.iloc[-1]
+    logger.info(
+        "median mem_se of memorized examples %.4f with %d models; about %s models for %.3f",
+        last["median_mem_se_memorized"], last["n_models"], last["models_for_target_se"], params.target_se,
+    )
+    return table
+
+
+def plot_convergence(convergence: pd.DataFrame) -> Figure:
+    """Standard error and agreement between halves against the number of models."""
+    return figures.convergence_figure(convergence)
+
+
+def compare_proxies(memorization_scores: pd.DataFrame, proxy_scores: pd.DataFrame, scoring: dict[str, Any]) -> pd.DataFrame:
+    """One row per proxy: its Spearman correlation with mem and mem_soft, and how well it ranks
+    the memorized examples (mem ≥ ``scoring.memorization_threshold``) first."""
+    params = parse(ScoringParams, scoring, "scoring")
+    merged = _with_proxies(memorization_scores, proxy_scores)
+    table = stats.proxy_agreement(merged, merged[list(PROXIES)], params.memorization_threshold)
+    for row in table.itertuples():
+        logger.info("proxy %s: Spearman with mem %.3f", row.proxy, row.spearman_mem)
+    return table
+
+
+def summarize_diagnostics(
+    label_noise_detection: pd.DataFrame, agreement: pd.DataFrame, convergence: pd.DataFrame, proxy_agreement: pd.DataFrame
+) -> dict[str, Any]:
+    """Headline figures for the parent MLflow run (undefined ones left out)."""
+    headline = {
+        "halves_spearman_mem": agreement["spearman_mem"].iloc[0],
+        "halves_jaccard_pairs": agreement["jaccard_pairs"].iloc[0],
+        "models_for_target_se": convergence["models_for_target_se"].iloc[-1],
+    }
+    for row in label_noise_detection.itertuples():
+        headline[f"label_noise_roc_auc_{row.score}"] = row.roc_auc
+        headline[f"label_noise_average_precision_{row.score}"] = row.average_precision
+    for row in proxy_agreement.itertuples():
+        headline[f"proxy_spearman_mem_{row.proxy}"] = row.spearman_mem
+    return {name: {"value": float(v), "step": 0} for name, v in headline.items() if math.isfinite(v)}
