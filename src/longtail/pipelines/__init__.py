@@ -1,1 +1,1 @@
-"""The six stages of the study, one Kedro pipeline each."""
+"""The stages of the study, one Kedro pipeline each (see ``longtail.pipeline_registry``)."""
