@@ -17,11 +17,28 @@ def plot_memorization_histogram(memorization_scores: pd.DataFrame) -> Figure:
     return figures.memorization_histogram(memorization_scores)
 
 
-def plot_memorization_grid(train_images: np.ndarray, memorization_scores: pd.DataFrame, reporting: dict[str, Any]) -> Figure:
+def class_names(examples: pd.DataFrame) -> list[str] | None:
+    """Label → class name, from the ``examples`` table (None when it has no names, or a
+    class index has no example to name it)."""
+    if "class_name" not in examples:
+        return None
+    names = examples.drop_duplicates("original_label").set_index("original_label")["class_name"]
+    n_classes = int(names.index.max()) + 1
+    return None if len(names) != n_classes else [str(names[c]) for c in range(n_classes)]
+
+
+def plot_memorization_grid(
+    train_images: np.ndarray, memorization_scores: pd.DataFrame, examples: pd.DataFrame, reporting: dict[str, Any]
+) -> Figure:
     """Training images sorted by memorization, rows from low to high (the paper's Figure 1)."""
     params = parse(ReportingParams, reporting, "reporting")
     return figures.memorization_grid(
-        train_images, memorization_scores, n_rows=params.grid_rows, per_row=params.grid_per_row, seed=params.seed
+        train_images,
+        memorization_scores,
+        n_rows=params.grid_rows,
+        per_row=params.grid_per_row,
+        seed=params.seed,
+        class_names=class_names(examples),
     )
 
 
@@ -31,6 +48,7 @@ def plot_influence_pairs(
     train_labels: np.ndarray,
     test_labels: np.ndarray,
     influence_pairs: pd.DataFrame,
+    examples: pd.DataFrame,
     scoring: dict[str, Any],
     reporting: dict[str, Any],
 ) -> Figure:
@@ -50,6 +68,7 @@ def plot_influence_pairs(
         test_labels,
         n_rows=params.influence_rows,
         per_row=params.influence_per_row,
+        class_names=class_names(examples),
     )
 
 

@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(plot_memorization_histogram, "memorization_scores", "memorization_histogram", name="plot_memorization_histogram"),
             Node(
                 plot_memorization_grid,
-                ["train_images", "memorization_scores", "params:reporting"],
+                ["train_images", "memorization_scores", "examples", "params:reporting"],
                 "memorization_grid",
                 name="plot_memorization_grid",
             ),
@@ -23,6 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "train_labels",
                     "test_labels",
                     "influence_pairs",
+                    "examples",
                     "params:scoring",
                     "params:reporting",
                 ],
