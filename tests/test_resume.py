@@ -92,3 +92,19 @@ def test_two_runs_on_one_store_train_each_shard_once(make_project: Callable[[str
     trained = child_model_indices(root, "first.db") + child_model_indices(root, "second.db")
     assert sorted(trained) == list(range(24))
     assert len(shard_files(root)) == 12
+
+
+def test_more_models_later_train_only_the_new_ones_and_rescore_all(project: Path) -> None:
+    from tests.test_study import catalog, run_study  # noqa: PLC0415
+
+    stages = ["ingestion", "sampling", "training", "scoring"]
+    run_study(project, pipeline_names=stages, runtime_params={"sampling": {"n_models": 16}, "training": {"models_per_shard": 8}})
+    first = catalog(project).load("train_correct")
+    run_study(project, pipeline_names=stages, runtime_params={"sampling": {"n_models": 24}, "training": {"models_per_shard": 8}})
+    metrics = last_parent_metrics(project, "mlflow.db")
+    assert metrics["training_metrics.models_trained_in_this_run"] == 8
+    assert metrics["training_metrics.models_reused_from_store"] == 16
+    data = catalog(project)
+    grown = data.load("train_correct")
+    assert grown.shape[0] == 24 and (grown[:16] == first).all()
+    assert (data.load("memorization_scores")["n_in"] + data.load("memorization_scores")["n_out"] == 24).all()
