@@ -14,7 +14,7 @@ from longtail.executors import TrainingData
 from longtail.nets.ensemble import TrainConfig
 from longtail.params import SamplingParams, TrainingParams
 from longtail.shards import fingerprint
-from longtail.tracking import log_model_runs, model_runs_table
+from longtail.tracking import model_runs_table
 
 # Trainer settings that change how models are computed, not what they are: a store's shards
 # are reused across them.
@@ -68,10 +68,3 @@ def models_table(
     return model_runs_table(
         source, model_ids, masks, arrays["train_correct"], arrays["test_correct"], arrays["epoch_loss"], asdict(config)
     )
-
-
-def log_models(
-    source: str, model_ids: np.ndarray, masks: np.ndarray, arrays: dict[str, np.ndarray], config: TrainConfig
-) -> None:
-    """Log each trained model as an MLflow child run of the active run."""
-    log_model_runs(models_table(source, model_ids, masks, arrays, config), source)

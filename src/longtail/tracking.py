@@ -14,13 +14,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
 
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, Run, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
@@ -60,14 +61,15 @@ def _chunks(items: list[Metric], size: int) -> Iterator[list[Metric]]:
         yield items[start : start + size]
 
 
-def log_model_runs(runs: pd.DataFrame, source: str) -> int:
-    """Log each row of ``runs`` as a child run of the active MLflow run; return how many.
+def log_model_runs(runs: pd.DataFrame, source: str, parent: Run | None = None) -> int:
+    """Log each row of ``runs`` as a child run of ``parent`` (default: the active MLflow run);
+    return how many.
 
     Columns named ``param_*`` become params, ``metric_*`` metrics, and the list column
-    ``epoch_loss`` a metric history (one step per epoch). Without an active run (e.g. a
+    ``epoch_loss`` a metric history (one step per epoch). Without a parent run (e.g. a
     pipeline run with tracking disabled) nothing is logged.
     """
-    parent = mlflow.active_run()
+    parent = parent or mlflow.active_run()
     if parent is None:
         logger.info("no active MLflow run: %d %s runs not logged", len(runs), source)
         return 0
@@ -88,6 +90,30 @@ def log_model_runs(runs: pd.DataFrame, source: str) -> int:
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
     logger.info("logged %d %s runs to MLflow in %.1f s", len(runs), source, time.perf_counter() - started)
     return len(runs)
+
+
+class BackgroundLogger:
+    """Logs tables of model runs on one background thread (the SQLite store wants a single
+    writer), so that training goes on while the previous shard's runs are written. Leaving the
+    ``with`` block waits for every pending table and re-raises a logging error."""
+
+    def __init__(self) -> None:
+        self._parent = mlflow.active_run()  # MLflow's active run is thread-local: capture it here
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-logger")
+        self._pending: list[Future] = []
+
+    def submit(self, runs: pd.DataFrame, source: str) -> None:
+        self._pending.append(self._pool.submit(log_model_runs, runs, source, self._parent))
+
+    def __enter__(self) -> BackgroundLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            for future in self._pending:
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def model_runs_table(

@@ -13,7 +13,8 @@ from longtail.executors import make_executor, train_with_store
 from longtail.nets.ensemble import resolve_device
 from longtail.params import SamplingParams, TrainingParams, parse
 from longtail.shards import ShardStore
-from longtail.study import experiment_identity, log_models, models_table, train_config, training_data
+from longtail.study import experiment_identity, models_table, train_config, training_data
+from longtail.tracking import BackgroundLogger
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def train_subset_models(
         )
     store = ShardStore(shard_store, experiment_identity(data, config, parse(SamplingParams, sampling, "sampling")))
     per_shard = config.models_per_shard or STORE_SHARD[resolve_device(config.device).type]
-    with make_executor(params.executor, params.scheduler_address, params.workers) as executor:
+    with make_executor(params.executor, params.scheduler_address, params.workers) as executor, BackgroundLogger() as tracker:
         arrays, trained = train_with_store(
             store,
             subset_masks,
@@ -58,8 +59,8 @@ def train_subset_models(
             config,
             per_shard,
             executor,
-            on_shard=lambda shard, masks: log_models(
-                "subset", np.arange(shard.start, shard.stop), masks, shard.arrays, config
+            on_shard=lambda shard, masks: tracker.submit(
+                models_table("subset", np.arange(shard.start, shard.stop), masks, shard.arrays, config), "subset"
             ),
         )
     runs = models_table("subset", np.arange(len(subset_masks)), subset_masks, arrays, config)
