@@ -46,7 +46,9 @@ def scores(root: Path) -> pd.DataFrame:
 def child_model_indices(root: Path, store: str) -> list[int]:
     client = MlflowClient(tracking_uri=f"sqlite:///{root / store}")
     experiment = client.get_experiment_by_name("longtail")
-    runs = client.search_runs([experiment.experiment_id], "tags.`longtail.source` = 'subset'", max_results=1000)
+    # FINISHED only: a kill can land between a child run's creation and its logging
+    query = "tags.`longtail.source` = 'subset' and attributes.status = 'FINISHED'"
+    runs = client.search_runs([experiment.experiment_id], query, max_results=1000)
     return sorted(int(r.data.params["model_index"]) for r in runs)
 
 
@@ -76,7 +78,7 @@ def test_a_killed_run_resumes_to_the_scores_of_an_uninterrupted_one(make_project
     assert metrics["training_metrics.models_reused_from_store"] == 2 * done_before
     assert metrics["training_metrics.models_trained_in_this_run"] == 24 - 2 * done_before
     logged = child_model_indices(interrupted, "mlflow.db")
-    assert len(set(logged)) == len(logged) >= 22  # a kill between a shard's write and its logging loses only that log
+    assert len(set(logged)) == len(logged) >= 22  # a kill loses at most the logging of the shard in flight
     uninterrupted = make_project("uninterrupted")
     kedro_run(uninterrupted)
     pd.testing.assert_frame_equal(scores(interrupted), scores(uninterrupted))
