@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -155,3 +156,44 @@ def test_a_failed_shard_write_leaves_no_partial_shard(tmp_path: Path, monkeypatc
     monkeypatch.undo()
     assert sorted(p.name for p in store.folder.iterdir()) == ["experiment.json", store.path(0, 4).name]
     assert list(store.load_new(10, hashes)) == [(0, 4)]
+
+
+def _age(lock: Path, seconds: float) -> None:
+    past = time.time() - seconds
+    os.utime(lock, (past, past))
+
+
+def test_a_claim_of_another_host_is_taken_over_once_its_heartbeat_stops(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, IDENTITY)
+    lock = store.path(0, 4).with_suffix(".claim")
+    lock.write_text(json.dumps({"host": "another-host", "pid": 1, "time": time.time()}))
+    assert not store.try_claim(0, 4, stale_after_s=600)  # alive as far as we can tell
+    _age(lock, 601)
+    assert store.try_claim(0, 4, stale_after_s=600)
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+def test_the_heartbeat_keeps_a_claim_in_training_from_being_taken(tmp_path: Path) -> None:
+    holder, other = ShardStore(tmp_path, IDENTITY), ShardStore(tmp_path, IDENTITY)
+    assert holder.try_claim(0, 4, stale_after_s=600)
+    lock = holder.path(0, 4).with_suffix(".claim")
+    owner = json.loads(lock.read_text())
+    lock.write_text(json.dumps({**owner, "host": "another-host"}))  # as seen from another host
+    _age(lock, 601)
+    holder.heartbeat()
+    assert not other.try_claim(0, 4, stale_after_s=600)
+    holder.release(0, 4)
+    holder.heartbeat()  # a released claim is not recreated
+    assert not lock.exists()
+
+
+def test_training_beats_the_heartbeat_of_its_claims(tmp_path: Path) -> None:
+    from longtail.executors import _Heartbeat  # noqa: PLC0415
+
+    store = ShardStore(tmp_path, IDENTITY)
+    assert store.try_claim(0, 4, stale_after_s=600)
+    lock = store.path(0, 4).with_suffix(".claim")
+    _age(lock, 601)
+    with _Heartbeat(store, interval=0.05):
+        time.sleep(0.3)
+    assert time.time() - lock.stat().st_mtime < 5

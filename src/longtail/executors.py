@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -176,20 +177,62 @@ def train_with_store(
     per_shard: int,
     executor: LocalExecutor | DaskExecutor,
     on_shard: Callable[[Shard, np.ndarray], None] = lambda shard, masks: None,
-    stale_after_s: float = 24 * 3600.0,
+    stale_after_s: float = 600.0,
     poll_s: float = 5.0,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Make the store hold every model of ``masks`` and return their arrays and how many were
     trained by this call. Intact stored shards are reused; missing ones are claimed, trained
     by ``executor`` and written as they finish (``on_shard(shard, its masks)`` after each
-    write); shards claimed by another live process are waited for."""
-    n_models = len(masks)
+    write); shards claimed by another live process are waited for, and this run's claims are
+    refreshed every ``stale_after_s / 4`` seconds so that no other run takes them over."""
+    shards = store.load_new(len(masks), _masks_hasher(masks))
+    progress = _Progress(len(masks), sum(stop - start for start, stop in shards))
+    with _Heartbeat(store, stale_after_s / 4):
+        _train_missing(store, masks, data, config, per_shard, executor, on_shard, stale_after_s, poll_s, shards, progress)
+    return assemble(shards, len(masks)), progress.trained
 
-    def masks_hash(start: int, stop: int) -> str:
-        return fingerprint(masks[start:stop])
 
-    shards = store.load_new(n_models, masks_hash)
-    progress = _Progress(n_models, sum(stop - start for start, stop in shards))
+def _masks_hasher(masks: np.ndarray) -> Callable[[int, int], str]:
+    """Hashes of the masks of models start … stop − 1 (stored with each shard)."""
+    return lambda start, stop: fingerprint(masks[start:stop])
+
+
+class _Heartbeat:
+    """Refreshes the store's claims every ``interval`` seconds on a daemon thread."""
+
+    def __init__(self, store: ShardStore, interval: float) -> None:
+        self._store, self._interval = store, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="claim-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._store.heartbeat()
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _train_missing(
+    store: ShardStore,
+    masks: np.ndarray,
+    data: TrainingData,
+    config: TrainConfig,
+    per_shard: int,
+    executor: LocalExecutor | DaskExecutor,
+    on_shard: Callable[[Shard, np.ndarray], None],
+    stale_after_s: float,
+    poll_s: float,
+    shards: dict[Range, Shard],
+    progress: _Progress,
+) -> None:
+    """Claim, train and store missing shards until none is missing (adding them to ``shards``)."""
+    n_models, masks_hash = len(masks), _masks_hasher(masks)
     while todo := missing_ranges(n_models, per_shard, list(shards)):
         mine = [r for r in todo if store.try_claim(*r, stale_after_s)]
         if not mine:
@@ -208,4 +251,3 @@ def train_with_store(
             for start, stop in mine:
                 store.release(start, stop)
         shards.update(store.load_new(n_models, masks_hash, known=shards))
-    return assemble(shards, n_models), progress.trained

@@ -81,6 +81,7 @@ class ShardStore:
         self.id = experiment_id(self.identity)
         self.folder = Path(root) / self.id
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._held: set[tuple[int, int]] = set()
         description = self.folder / "experiment.json"
         if not description.exists():
             with atomic_path(description) as temporary:
@@ -156,14 +157,28 @@ class ShardStore:
 
     def try_claim(self, start: int, stop: int, stale_after_s: float) -> bool:
         """Claim a shard for training by creating its lock file exclusively. False when
-        another live process holds the claim; a claim older than ``stale_after_s``, or held
+        another live process holds the claim; a claim whose heartbeat (the lock file's
+        modification time, see ``heartbeat``) is older than ``stale_after_s``, or that is held
         by a process of this host that has died, is taken over."""
         lock = self._lock(start, stop)
         owner = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
-        return _try_create(lock, owner) or (_is_stale(lock, stale_after_s) and _take_over(lock, owner))
+        claimed = _try_create(lock, owner) or (_is_stale(lock, stale_after_s) and _take_over(lock, owner))
+        if claimed:
+            self._held.add((start, stop))
+        return claimed
 
     def release(self, start: int, stop: int) -> None:
+        self._held.discard((start, stop))
         self._lock(start, stop).unlink(missing_ok=True)
+
+    def heartbeat(self) -> None:
+        """Refresh the modification time of every claim this store holds: the proof of life
+        that keeps another host from taking over a shard still in training."""
+        for start, stop in list(self._held):
+            try:
+                os.utime(self._lock(start, stop))
+            except FileNotFoundError:
+                self._held.discard((start, stop))
 
 
 def _try_create(lock: Path, owner: dict[str, Any]) -> bool:
@@ -179,9 +194,10 @@ def _try_create(lock: Path, owner: dict[str, Any]) -> bool:
 def _is_stale(lock: Path, stale_after_s: float) -> bool:
     try:
         owner = json.loads(lock.read_text())
+        beat = lock.stat().st_mtime
     except (OSError, ValueError):
         return True
-    if time.time() - owner.get("time", 0) > stale_after_s:
+    if time.time() - beat > stale_after_s:
         return True
     if owner.get("host") == socket.gethostname():
         try:
