@@ -1,1 +1,10 @@
-"""longtail."""
+"""longtail: what neural networks memorize, and which training examples each test prediction
+leans on (Feldman & Zhang 2020), as Kedro pipelines.
+
+The library parts are plain Python: ``longtail.estimate`` (memorization and influence
+estimators), ``longtail.nets`` (networks and the batched ensemble trainer), ``longtail.shards``
+and ``longtail.executors`` (resumable, distributed training), ``longtail.sources`` (datasets),
+``longtail.diagnostics`` and ``longtail.figures``.
+"""
+
+__version__ = "0.1.0"
