@@ -42,6 +42,8 @@ def test_the_default_configuration_is_valid(parameters: dict) -> None:
         ("removal", "thresholds", [0.2, 1.2], "removal.thresholds"),
         ("training", "device", "tpu", "training.device='tpu'"),
         ("scoring", "top_k", 0, "scoring.top_k=0"),
+        ("training", "claim_timeout_s", 1, "training.claim_timeout_s=1"),
+        ("training", "executor", "ray", "training.executor='ray'"),
     ],
 )
 def test_each_bad_value_is_named(parameters: dict, block: str, key: str, value: object, expected: str) -> None:

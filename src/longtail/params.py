@@ -77,6 +77,7 @@ class TrainingParams(_Block):
     executor: Literal["local", "dask"] = "local"
     scheduler_address: str | None = None  # an existing Dask scheduler; None starts a LocalCluster
     workers: int = Field(default=1, ge=1)  # LocalCluster workers (one per GPU on a multi-GPU machine)
+    claim_timeout_s: float = Field(default=600.0, ge=10)  # a shard claim whose heartbeat is older is taken over
 
     @field_validator("hidden_sizes")
     @classmethod

@@ -62,6 +62,7 @@ def train_subset_models(
             on_shard=lambda shard, masks: tracker.submit(
                 models_table("subset", np.arange(shard.start, shard.stop), masks, shard.arrays, config), "subset"
             ),
+            stale_after_s=params.claim_timeout_s,
         )
     runs = models_table("subset", np.arange(len(subset_masks)), subset_masks, arrays, config)
     accuracy = runs["metric_test_accuracy"]
