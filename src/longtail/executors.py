@@ -142,6 +142,16 @@ class DaskExecutor:
             yield future.result()
 
 
+def train_in_tasks(
+    executor: LocalExecutor | DaskExecutor, data: TrainingData, masks: np.ndarray, config: TrainConfig, task_size: int
+) -> dict[str, np.ndarray]:
+    """Train every row of ``masks`` (model ids = row numbers) in tasks of ``task_size`` rows
+    on ``executor``, without a store (for small, cheap-to-redo sets such as the removal models)."""
+    ranges = [(start, min(start + task_size, len(masks))) for start in range(0, len(masks), task_size)]
+    shards = {(shard.start, shard.stop): shard for shard in executor.map_unordered(data, masks, ranges, config)}
+    return assemble(shards, len(masks))
+
+
 def make_executor(kind: str, address: str | None = None, workers: int = 1) -> LocalExecutor | DaskExecutor:
     if kind == "local":
         return LocalExecutor()

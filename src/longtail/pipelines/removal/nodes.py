@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from longtail.executors import train_shard
+from longtail.executors import make_executor, train_in_tasks
 from longtail.params import RemovalParams, TrainingParams, parse
 from longtail.study import models_table, train_config, training_data
 from longtail.tracking import log_model_runs
@@ -51,7 +51,8 @@ def run_removal_experiment(
     training: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train ``removal.repeats`` models on everything left after each removal (no subsampling)
-    and measure their test accuracy. Returns the removal curve and the per-model runs table."""
+    and measure their test accuracy, on ``training.executor`` (one task per threshold).
+    Returns the removal curve and the per-model runs table."""
     params = parse(RemovalParams, removal, "removal")
     masks, plan = removal_plan(memorization_scores["mem"].to_numpy(), params.thresholds, params.repeats, params.seed)
     empty = (~masks).all(axis=1)
@@ -61,9 +62,12 @@ def run_removal_experiment(
             f"removal.thresholds contains {threshold}, which removes every training example; "
             "allowed: thresholds that leave at least one example"
         )
-    config = train_config(parse(TrainingParams, training, "training"), seed=params.seed)
+    trainer = parse(TrainingParams, training, "training")
+    config = train_config(trainer, seed=params.seed)
     data = training_data(train_images, train_labels, test_images, test_labels)
-    arrays = train_shard(data, masks, 0, config).arrays
+    with make_executor(trainer.executor, trainer.scheduler_address, trainer.workers) as executor:
+        # one task per threshold: its models share a subset size, so they train as one batch
+        arrays = train_in_tasks(executor, data, masks, config, task_size=2 * params.repeats)
     curve = plan.assign(test_accuracy=arrays["test_correct"].mean(axis=1))
     model_ids = np.arange(len(masks))
     runs = models_table("removal", model_ids, masks, arrays, config)
