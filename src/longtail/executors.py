@@ -195,16 +195,32 @@ def train_with_store(
     by ``executor`` and written as they finish (``on_shard(shard, its masks)`` after each
     write); shards claimed by another live process are waited for, and this run's claims are
     refreshed every ``stale_after_s / 4`` seconds so that no other run takes them over."""
-    shards = store.load_new(len(masks), _masks_hasher(masks))
-    progress = _Progress(len(masks), sum(stop - start for start, stop in shards))
+    n_models = len(masks)
+
+    def masks_hash(start: int, stop: int) -> str:
+        return fingerprint(masks[start:stop])
+
+    shards = store.load_new(n_models, masks_hash)
+    progress = _Progress(n_models, sum(stop - start for start, stop in shards))
     with _Heartbeat(store, stale_after_s / 4):
-        _train_missing(store, masks, data, config, per_shard, executor, on_shard, stale_after_s, poll_s, shards, progress)
-    return assemble(shards, len(masks)), progress.trained
-
-
-def _masks_hasher(masks: np.ndarray) -> Callable[[int, int], str]:
-    """Hashes of the masks of models start … stop − 1 (stored with each shard)."""
-    return lambda start, stop: fingerprint(masks[start:stop])
+        while todo := missing_ranges(n_models, per_shard, list(shards)):
+            mine = [r for r in todo if store.try_claim(*r, stale_after_s)]
+            if not mine:
+                logger.info("waiting for %d shards claimed by another run in %s", len(todo), store.folder)
+                time.sleep(poll_s)
+            else:
+                try:
+                    for shard in executor.map_unordered(data, masks, mine, config):
+                        store.write(shard, masks_hash(shard.start, shard.stop))
+                        store.release(shard.start, shard.stop)
+                        shards[(shard.start, shard.stop)] = shard
+                        progress.update(shard)
+                        on_shard(shard, masks[shard.start : shard.stop])
+                finally:
+                    for start, stop in mine:
+                        store.release(start, stop)
+            shards.update(store.load_new(n_models, masks_hash, known=shards))
+    return assemble(shards, n_models), progress.trained
 
 
 class _Heartbeat:
@@ -226,38 +242,3 @@ class _Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def _train_missing(
-    store: ShardStore,
-    masks: np.ndarray,
-    data: TrainingData,
-    config: TrainConfig,
-    per_shard: int,
-    executor: LocalExecutor | DaskExecutor,
-    on_shard: Callable[[Shard, np.ndarray], None],
-    stale_after_s: float,
-    poll_s: float,
-    shards: dict[Range, Shard],
-    progress: _Progress,
-) -> None:
-    """Claim, train and store missing shards until none is missing (adding them to ``shards``)."""
-    n_models, masks_hash = len(masks), _masks_hasher(masks)
-    while todo := missing_ranges(n_models, per_shard, list(shards)):
-        mine = [r for r in todo if store.try_claim(*r, stale_after_s)]
-        if not mine:
-            logger.info("waiting for %d shards claimed by another run in %s", len(todo), store.folder)
-            time.sleep(poll_s)
-            shards.update(store.load_new(n_models, masks_hash, known=shards))
-            continue
-        try:
-            for shard in executor.map_unordered(data, masks, mine, config):
-                store.write(shard, masks_hash(shard.start, shard.stop))
-                store.release(shard.start, shard.stop)
-                shards[(shard.start, shard.stop)] = shard
-                progress.update(shard)
-                on_shard(shard, masks[shard.start : shard.stop])
-        finally:
-            for start, stop in mine:
-                store.release(start, stop)
-        shards.update(store.load_new(n_models, masks_hash, known=shards))
