@@ -106,8 +106,8 @@ def test_without_label_noise_the_table_is_empty_and_the_figure_says_so(memorizat
 
 def test_convergence_clips_the_counts_and_ends_with_the_agreement(inputs) -> None:
     arrays = [inputs[k] for k in ("subset_masks", "train_correct", "test_correct")]
-    agreement = measure_agreement(*arrays, SCORING, DIAGNOSTICS)
     convergence = measure_convergence(*arrays, SCORING, DIAGNOSTICS)
+    agreement = measure_agreement(convergence)
     assert convergence["n_models"].tolist() == [4, 8, N_MODELS]
     assert agreement["n_models"].tolist() == [N_MODELS] and agreement["models_per_half"].tolist() == [N_MODELS // 2]
     for column in ("spearman_mem", "jaccard_pairs", "pairs_both"):

@@ -97,24 +97,22 @@ def _selection(scoring: dict[str, Any]) -> stats.PairSelection:
     return stats.PairSelection(params.influence_threshold, params.memorization_threshold, params.max_block_mb)
 
 
-def measure_agreement(
-    subset_masks: np.ndarray,
-    train_correct: np.ndarray,
-    test_correct: np.ndarray,
-    scoring: dict[str, Any],
-    diagnostics: dict[str, Any],
-) -> pd.DataFrame:
-    """Two disjoint halves of the subset models (seeded by ``diagnostics.seed``), each estimating
-    mem and selecting the paper's high-influence pairs: the Spearman correlation of mem between
-    halves, the pairs each selects and their Jaccard overlap (one row)."""
-    params = parse(DiagnosticsParams, diagnostics, "diagnostics")
-    models = np.arange(len(subset_masks))
-    row = stats.half_agreement(subset_masks, train_correct, test_correct, models, params.seed, _selection(scoring))
+AGREEMENT_COLUMNS = [
+    "n_models", "models_per_half", "spearman_mem", "pairs_first_half", "pairs_second_half", "pairs_both", "jaccard_pairs",
+]
+
+
+def measure_agreement(convergence: pd.DataFrame) -> pd.DataFrame:
+    """Agreement between two disjoint halves of all the subset models (seeded by
+    ``diagnostics.seed``): the Spearman correlation of mem between halves, the paper's
+    high-influence pairs each selects and their Jaccard overlap (one row). It is the last row of
+    ``convergence``, which already estimated it from all the models."""
+    row = convergence.iloc[[-1]][AGREEMENT_COLUMNS].reset_index(drop=True)
     logger.info(
         "agreement between halves of %d models: Spearman of mem %.3f, Jaccard of pairs %.3f",
-        row["models_per_half"], row["spearman_mem"], row["jaccard_pairs"],
+        row.at[0, "models_per_half"], row.at[0, "spearman_mem"], row.at[0, "jaccard_pairs"],
     )
-    return pd.DataFrame([{"n_models": len(models), **row}])
+    return row
 
 
 def measure_convergence(

@@ -45,8 +45,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "label_noise_detection_figure",
                 name="plot_label_noise_detection",
             ),
-            Node(measure_agreement, MODEL_OUTPUTS, "agreement", name="measure_agreement"),
             Node(measure_convergence, MODEL_OUTPUTS, "convergence", name="measure_convergence"),
+            Node(measure_agreement, "convergence", "agreement", name="measure_agreement"),
             Node(plot_convergence, "convergence", "convergence_figure", name="plot_convergence"),
             Node(
                 compare_proxies,
