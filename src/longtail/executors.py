@@ -9,17 +9,18 @@ train. Kedro-free.
 from __future__ import annotations
 
 import logging
-import os
+import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 
 import numpy as np
 
-from longtail.nets.ensemble import TrainConfig, train_ensemble
-from longtail.shards import Shard, ShardStore, assemble, fingerprint, missing_ranges
+from longtail.nets.ensemble import TrainConfig, available_cpus, train_ensemble
+from longtail.shards import Shard, ShardStore, assemble, block_range, blocks_of, fingerprint, missing_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -77,19 +78,38 @@ class LocalExecutor:
             yield train_shard(data, masks[start:stop], start, config)
 
 
+def worker_device(device: str, worker_name: object, n_gpus: int) -> str:
+    """The device a Dask worker trains on. ``cpu``, ``mps`` and ``cuda:N`` are kept; ``cuda``
+    and ``auto`` on a GPU worker are pinned to one GPU: the only one the worker sees (as when
+    each worker is started with its own ``CUDA_VISIBLE_DEVICES``), else GPU (worker index mod
+    #GPUs), the index being the worker's name (``LocalCluster``: 0, 1, …) or its trailing
+    number (``dask worker --name gpu-3``). Never a hash: pinning must be the same in every
+    process."""
+    if device not in ("auto", "cuda") or n_gpus == 0:
+        return device
+    if n_gpus == 1:
+        return "cuda:0"
+    number = re.search(r"(\d+)$", str(worker_name))
+    if number is None:
+        raise ValueError(
+            f"Dask worker {worker_name!r} sees {n_gpus} GPUs and has no index to pick one by: start one "
+            "worker per GPU, each with CUDA_VISIBLE_DEVICES=<gpu> or --name gpu-<index>"
+        )
+    return f"cuda:{int(number.group(1)) % n_gpus}"
+
+
 def _worker_config(config: TrainConfig) -> TrainConfig:
-    """A worker trains with as many CPU threads as it was given (not every core of the node,
-    which its sibling workers share); on a multi-GPU node each worker is pinned to one GPU
-    (worker name mod #GPUs)."""
+    """The worker's device (see ``worker_device``; made the current CUDA device) and its CPU
+    threads: those the driver gave it (a ``LocalCluster`` shares the cores out), else every
+    core the worker process may use."""
     import torch  # noqa: PLC0415
     from distributed import get_worker  # noqa: PLC0415
 
-    worker = get_worker()
-    config = replace(config, threads=worker.state.nthreads)
-    if config.device != "auto" or torch.cuda.device_count() < 2:
-        return config
-    index = worker.name if isinstance(worker.name, int) else abs(hash(worker.name))
-    return replace(config, device=f"cuda:{index % torch.cuda.device_count()}")
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device = worker_device(config.device, get_worker().name, n_gpus)
+    if device.startswith("cuda:"):
+        torch.cuda.set_device(device)
+    return replace(config, device=device, threads=config.threads or available_cpus())
 
 
 def _train_shard_on_worker(data: TrainingData, masks: np.ndarray, start: int, config: TrainConfig) -> Shard:
@@ -98,7 +118,12 @@ def _train_shard_on_worker(data: TrainingData, masks: np.ndarray, start: int, co
 
 class DaskExecutor:
     """Submits shards to a ``dask.distributed`` cluster: the one at ``address``, or a
-    ``LocalCluster`` of ``workers`` processes started (on 127.0.0.1) for the run."""
+    ``LocalCluster`` of ``workers`` processes started (on 127.0.0.1) for the run.
+
+    A worker trains one shard at a time: a ``LocalCluster`` worker has one Dask thread and
+    trains with its share of the cores as torch threads (never threads × threads); on an
+    external cluster whose workers advertise a ``GPU`` resource, each shard asks for one GPU.
+    """
 
     def __init__(self, address: str | None, workers: int) -> None:
         self.address, self.workers = address, workers
@@ -111,10 +136,9 @@ class DaskExecutor:
         if self.address:
             self._client = Client(self.address)
         else:
-            threads = max(1, len(os.sched_getaffinity(0)) // self.workers)
             self._cluster = LocalCluster(
                 n_workers=self.workers,
-                threads_per_worker=threads,
+                threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
@@ -128,14 +152,26 @@ class DaskExecutor:
         if self._cluster is not None:
             self._cluster.close()
 
+    def _task_config(self, config: TrainConfig) -> TrainConfig:
+        if self._cluster is None or config.threads is not None:
+            return config
+        return replace(config, threads=max(1, available_cpus() // self.workers))
+
+    def _task_resources(self) -> dict[str, int] | None:
+        workers = self._client.scheduler_info()["workers"].values()
+        return {"GPU": 1} if any("GPU" in w.get("resources", {}) for w in workers) else None
+
     def map_unordered(
         self, data: TrainingData, masks: np.ndarray, ranges: Sequence[Range], config: TrainConfig
     ) -> Iterator[Shard]:
         from distributed import as_completed  # noqa: PLC0415
 
         shared = self._client.scatter(data, broadcast=True)
+        config, resources = self._task_config(config), self._task_resources()
         futures = [
-            self._client.submit(_train_shard_on_worker, shared, masks[start:stop], start, config, pure=False)
+            self._client.submit(
+                _train_shard_on_worker, shared, masks[start:stop], start, config, pure=False, resources=resources
+            )
             for start, stop in ranges
         ]
         for future in as_completed(futures):
@@ -191,10 +227,12 @@ def train_with_store(
     poll_s: float = 5.0,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Make the store hold every model of ``masks`` and return their arrays and how many were
-    trained by this call. Intact stored shards are reused; missing ones are claimed, trained
-    by ``executor`` and written as they finish (``on_shard(shard, its masks)`` after each
-    write); shards claimed by another live process are waited for, and this run's claims are
-    refreshed every ``stale_after_s / 4`` seconds so that no other run takes them over."""
+    trained by this call. Intact stored shards are reused; the blocks (of ``CLAIM_BLOCK``
+    models) holding missing models are claimed, their missing models trained by ``executor``
+    in shards of at most ``per_shard`` and written as they finish (``on_shard(shard, its
+    masks)`` after each write); blocks claimed by another live run are waited for, and this
+    run's claims are refreshed every ``stale_after_s / 4`` seconds so that no other run takes
+    them over."""
     n_models = len(masks)
 
     def masks_hash(start: int, stop: int) -> str:
@@ -204,21 +242,30 @@ def train_with_store(
     progress = _Progress(n_models, sum(stop - start for start, stop in shards))
     with _Heartbeat(store, stale_after_s / 4):
         while todo := missing_ranges(n_models, per_shard, list(shards)):
-            mine = [r for r in todo if store.try_claim(*r, stale_after_s)]
+            wanted = sorted({block for start, stop in todo for block in blocks_of(start, stop)})
+            mine = {block for block in wanted if store.try_claim(block, stale_after_s)}
+            # a block's shards are written before its claim is released: whatever another run
+            # finished before we won the claim is in the store now, and is not trained again
+            shards.update(store.load_new(n_models, masks_hash, known=shards))
+            others = [block_range(block, n_models) for block in range(blocks_of(0, n_models).stop) if block not in mine]
+            ranges = missing_ranges(n_models, per_shard, list(shards) + others)
+            pending = Counter(block for start, stop in ranges for block in blocks_of(start, stop))
             if not mine:
-                logger.info("waiting for %d shards claimed by another run in %s", len(todo), store.folder)
+                logger.info("waiting for %d blocks claimed by another run in %s", len(wanted), store.folder)
                 time.sleep(poll_s)
-            else:
-                try:
-                    for shard in executor.map_unordered(data, masks, mine, config):
-                        store.write(shard, masks_hash(shard.start, shard.stop))
-                        store.release(shard.start, shard.stop)
-                        shards[(shard.start, shard.stop)] = shard
-                        progress.update(shard)
-                        on_shard(shard, masks[shard.start : shard.stop])
-                finally:
-                    for start, stop in mine:
-                        store.release(start, stop)
+            try:
+                for shard in executor.map_unordered(data, masks, ranges, config) if ranges else ():
+                    store.write(shard, masks_hash(shard.start, shard.stop))
+                    shards[(shard.start, shard.stop)] = shard
+                    for block in blocks_of(shard.start, shard.stop):
+                        pending[block] -= 1
+                        if not pending[block]:
+                            store.release(block)  # its last shard is stored
+                    progress.update(shard)
+                    on_shard(shard, masks[shard.start : shard.stop])
+            finally:
+                for block in mine:
+                    store.release(block)  # no-op for a block released above
             shards.update(store.load_new(n_models, masks_hash, known=shards))
     return assemble(shards, n_models), progress.trained
 

@@ -1,4 +1,5 @@
-"""Project hooks: parameter validation before a run, and MLflow artefacts after each save."""
+"""Project hooks: parameter validation before a run, matching inputs before each node, and
+MLflow artefacts after each save."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 
 import mlflow
 from kedro.framework.hooks import hook_impl
-from kedro.io import AbstractVersionedDataset, DataCatalog
+from kedro.io import AbstractVersionedDataset, DataCatalog, DatasetError
 from kedro.pipeline import Pipeline
 
 from longtail.params import TrackingParams, parse, validate_parameters
+from longtail.study import TRAINING_RESULTS, MismatchedInputs, mismatched_inputs
 from longtail.tracking import TrackingUnavailable, server_answers
 
 logger = logging.getLogger(__name__)
@@ -83,3 +85,45 @@ class TrackingAvailabilityHook:
         offline = f"sqlite:///{(Path(context.project_path) / params.offline_store).resolve()}"
         logger.warning("MLflow server %s does not answer (%s): keeping runs in %s", uri, problem, offline)
         os.environ["MLFLOW_TRACKING_URI"] = offline
+
+
+class TrainingProvenanceHook:
+    """Before a node that reads the subset masks together with training results (scoring,
+    diagnostics, removal, export), checks that they belong together: that their content is
+    what ``training_provenance`` recorded when training produced them. Otherwise, e.g. after
+    ``sampling`` ran with a new seed but training failed, it stops the run with one message
+    naming each artefact and its version, instead of scoring new masks against old models."""
+
+    @hook_impl
+    def before_node_run(self, node: Any, catalog: DataCatalog, inputs: dict[str, Any]) -> None:
+        checked = {name: inputs[name] for name in ("subset_masks", *TRAINING_RESULTS) if name in inputs}
+        if "subset_masks" not in checked or len(checked) < 2 or "training_provenance" not in catalog:
+            return
+        try:
+            provenance = catalog.load("training_provenance")
+        except DatasetError:
+            provenance = {}
+        mismatched = mismatched_inputs(checked, provenance)
+        if mismatched:
+            raise MismatchedInputs(_mismatch_message(node.name, catalog, sorted(checked), mismatched))
+
+
+def _mismatch_message(node: str, catalog: DataCatalog, names: list[str], mismatched: list[str]) -> str:
+    described = ", ".join(f"{name} (version {_load_version(catalog, name)})" for name in names)
+    return (
+        f"node {node!r} would combine {described}, which were not produced together: "
+        f"{', '.join(mismatched)} differ from what training recorded in training_provenance "
+        f"(version {_load_version(catalog, 'training_provenance')}). Rerun training on the current "
+        "masks (kedro run --pipelines training; stored models are reused), or pass matching "
+        "versions with --load-versions."
+    )
+
+
+def _load_version(catalog: DataCatalog, name: str) -> str:
+    dataset = catalog.get(name)
+    if isinstance(dataset, AbstractVersionedDataset):
+        try:
+            return dataset.resolve_load_version() or "none"
+        except DatasetError:
+            return "none saved"
+    return "unversioned"

@@ -18,7 +18,8 @@ DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100"
 MODELS = ("mlp", "cnn", "resnet")
 SCHEDULES = ("constant", "cosine", "linear")
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class InvalidParameters(UserFacingError, ValueError):
@@ -71,6 +72,7 @@ class TrainingParams(_Block):
     schedule: Literal[SCHEDULES]  # type: ignore[valid-type]
     seed: int = Field(ge=0)
     device: str
+    precision: Literal[PRECISIONS] = "auto"  # type: ignore[valid-type]  # auto: bf16 autocast on CUDA, else fp32
     models_per_shard: int | Literal["auto"] = "auto"
     augment: bool = False  # random crop (4-px padding) + horizontal flip, for 32x32 colour images
     compile: bool = False  # torch.compile the batched network (CUDA)
@@ -90,8 +92,19 @@ class TrainingParams(_Block):
     @classmethod
     def _known_device(cls, device: str) -> str:
         if not _DEVICE.match(device):
-            raise ValueError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+            raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
         return device
+
+    @model_validator(mode="after")
+    def _device_present(self) -> TrainingParams:
+        """A device this machine lacks fails here, before anything is written, unless the
+        models train on the workers of a remote Dask cluster (which may have it)."""
+        if self.executor == "dask" and self.scheduler_address:
+            return self
+        problem = device_problem(self.device)
+        if problem:
+            raise ValueError(f"training.device={self.device!r}: {problem}")
+        return self
 
     @field_validator("models_per_shard")
     @classmethod
@@ -99,6 +112,23 @@ class TrainingParams(_Block):
         if isinstance(size, int) and size < 1:
             raise ValueError("must be a positive number of models or 'auto'")
         return size
+
+
+def device_problem(device: str) -> str | None:
+    """Why ``device`` cannot train on this machine, naming the devices that can; None if it can."""
+    import torch  # noqa: PLC0415  (torch is slow to import; only the device check needs it)
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = torch.backends.mps.is_available()
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        present = index < cuda
+    else:
+        present = device != "mps" or mps
+    if present:
+        return None
+    allowed = ["auto", "cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(cuda)] if cuda else []) + (["mps"] if mps else [])
+    return f"not available on this machine ({cuda} CUDA devices, MPS {'present' if mps else 'absent'}); allowed: {', '.join(allowed)}"
 
 
 class ScoringParams(_Block):
@@ -198,7 +228,7 @@ def _describe(error: dict[str, Any], prefix: tuple[str, ...]) -> str:
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown parameter (value {error['input']!r}); check its spelling"
     message = error["msg"].removeprefix("Value error, ")
-    if not where:
+    if not where or isinstance(error["input"], dict):  # a check across a block's keys names them itself
         return message
     return f"{where}={error['input']!r}: {message}"
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from kedro.utils import find_kedro_project
 
-from longtail.hooks import MlflowArtifactsHook, ParameterValidationHook, TrackingAvailabilityHook
+from longtail.hooks import MlflowArtifactsHook, ParameterValidationHook, TrackingAvailabilityHook, TrainingProvenanceHook
 
-HOOKS = (TrackingAvailabilityHook(), ParameterValidationHook(), MlflowArtifactsHook())
+HOOKS = (TrackingAvailabilityHook(), ParameterValidationHook(), TrainingProvenanceHook(), MlflowArtifactsHook())
 
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
 

@@ -4,8 +4,10 @@ pickle) written atomically, carrying a checksum, the experiment's identity and t
 the subset masks it was trained on. Whatever is stored and intact is reused; whatever is
 missing, truncated or altered is trained again. Kedro-free.
 
-Layout: ``<root>/<experiment id>/experiment.json`` (what the id stands for) and
-``<root>/<experiment id>/shard-<start>-<stop>.npz`` (models start … stop − 1).
+Layout: ``<root>/<experiment id>/experiment.json`` (what the id stands for),
+``<root>/<experiment id>/shard-<start>-<stop>.npz`` (models start … stop − 1) and
+``claim-<block>.<generation>`` files, by which concurrent runs share out blocks of
+``CLAIM_BLOCK`` models.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 import zipfile
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -30,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 ARRAYS = ("train_correct", "train_true_prob", "test_correct", "test_true_prob", "epoch_loss")
 _META = "__meta__"
+#: Models per claim. Fixed, whatever the shard size of a run (64 on CPU, 512 on CUDA by
+#: default), so that runs with different shard sizes claim the same blocks and never train
+#: overlapping models.
+CLAIM_BLOCK = 64
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
@@ -81,7 +88,7 @@ class ShardStore:
         self.id = experiment_id(self.identity)
         self.folder = Path(root) / self.id
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._held: set[tuple[int, int]] = set()
+        self._held: dict[int, Path] = {}  # claim block -> this store's claim file
         description = self.folder / "experiment.json"
         if not description.exists():
             with atomic_path(description) as temporary:
@@ -152,72 +159,111 @@ class ShardStore:
                 path.replace(path.with_suffix(".corrupt"))
         return found
 
-    def _lock(self, start: int, stop: int) -> Path:
-        return self.path(start, stop).with_suffix(".claim")
+    def _claim_path(self, block: int, generation: int) -> Path:
+        return self.folder / f"claim-{block:06d}.{generation:08d}"
 
-    def try_claim(self, start: int, stop: int, stale_after_s: float) -> bool:
-        """Claim a shard for training by creating its lock file exclusively. False when
-        another live process holds the claim; a claim whose heartbeat (the lock file's
-        modification time, see ``heartbeat``) is older than ``stale_after_s``, or that is held
-        by a process of this host that has died, is taken over."""
-        lock = self._lock(start, stop)
-        owner = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
-        claimed = _try_create(lock, owner) or (_is_stale(lock, stale_after_s) and _take_over(lock, owner))
-        if claimed:
-            self._held.add((start, stop))
-        return claimed
+    def _generations(self, block: int) -> list[tuple[int, Path]]:
+        """The block's claim files present, oldest generation first."""
+        prefix = f"claim-{block:06d}."
+        found = [(int(p.name[len(prefix) :]), p) for p in self.folder.glob(prefix + "*") if p.suffix[1:].isdigit()]
+        return sorted(found)
 
-    def release(self, start: int, stop: int) -> None:
-        self._held.discard((start, stop))
-        self._lock(start, stop).unlink(missing_ok=True)
+    def try_claim(self, block: int, stale_after_s: float) -> bool:
+        """Claim block ``block`` (models ``block_range(block)``) for training. False when another
+        live run holds it. A claim is a generation file ``claim-<block>.<generation>``, created
+        complete and exclusively (``os.link``); whoever creates the next generation owns the
+        block, so of many runs seeing the same free, released or dead claim exactly one wins.
+        A claim is dead when its heartbeat (the file's modification time, see ``heartbeat``)
+        is older than ``stale_after_s``, or its process on this host has exited."""
+        generations = self._generations(block)
+        if generations and not _is_free(generations[-1][1], stale_after_s):
+            return False
+        generation = generations[-1][0] + 1 if generations else 0
+        mine = self._claim_path(block, generation)
+        if not _link_new(mine, _owner()):
+            return False
+        if self._generations(block)[-1][0] != generation:  # recreated a generation long superseded
+            mine.unlink(missing_ok=True)
+            return False
+        self._held[block] = mine
+        for _, superseded in generations:
+            superseded.unlink(missing_ok=True)
+        return True
+
+    def release(self, block: int) -> None:
+        """Give a claimed block back, unless another run has taken it over meanwhile: the
+        release is the next generation, which only the owner of the latest one can create."""
+        mine = self._held.pop(block, None)
+        if mine is None:
+            return
+        generation = int(mine.suffix[1:])
+        if _link_new(self._claim_path(block, generation + 1), {"released": True, **_owner()}):
+            mine.unlink(missing_ok=True)
 
     def heartbeat(self) -> None:
         """Refresh the modification time of every claim this store holds: the proof of life
-        that keeps another host from taking over a shard still in training."""
-        for start, stop in list(self._held):
+        that keeps another host from taking over a block still in training."""
+        for block, path in list(self._held.items()):
             try:
-                os.utime(self._lock(start, stop))
+                os.utime(path)
             except FileNotFoundError:
-                self._held.discard((start, stop))
+                self._held.pop(block, None)
 
 
-def _try_create(lock: Path, owner: dict[str, Any]) -> bool:
+def block_range(block: int, n_models: int) -> tuple[int, int]:
+    """The models of claim block ``block`` (the last block of a study may be shorter)."""
+    return block * CLAIM_BLOCK, min((block + 1) * CLAIM_BLOCK, n_models)
+
+
+def blocks_of(start: int, stop: int) -> range:
+    """The claim blocks that models ``start`` … ``stop`` − 1 fall in."""
+    return range(start // CLAIM_BLOCK, (stop - 1) // CLAIM_BLOCK + 1)
+
+
+def _owner() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "token": uuid.uuid4().hex}
+
+
+def _link_new(path: Path, content: dict[str, Any]) -> bool:
+    """Create ``path`` holding ``content``, unless it exists: the file is written under a
+    temporary name and hard-linked into place, so no reader ever sees it empty or partial."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temporary.write_text(json.dumps(content))
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.link(temporary, path)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as handle:
-        json.dump(owner, handle)
+    finally:
+        temporary.unlink()
     return True
 
 
-def _is_stale(lock: Path, stale_after_s: float) -> bool:
+def _is_free(claim: Path, stale_after_s: float) -> bool:
+    """Whether the latest claim of a block may be superseded: released, or its owner dead."""
     try:
-        owner = json.loads(lock.read_text())
-        beat = lock.stat().st_mtime
-    except (OSError, ValueError):
-        return True
-    if time.time() - beat > stale_after_s:
-        return True
-    if owner.get("host") == socket.gethostname():
-        try:
-            os.kill(int(owner["pid"]), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-    return False
-
-
-def _take_over(lock: Path, owner: dict[str, Any]) -> bool:
-    """Replace a stale claim; of two processes racing for it, only one wins the rename."""
-    stale = lock.with_suffix(f".stale-{owner['pid']}")
-    try:
-        lock.rename(stale)
+        owner = json.loads(claim.read_text())
+        beat = claim.stat().st_mtime
     except FileNotFoundError:
+        return False  # superseded while we looked: its successor decides next time
+    except (OSError, ValueError):
+        return True  # not written by this protocol (its files are complete when they appear)
+    if owner.get("released") or time.time() - beat > stale_after_s:
+        return True
+    return owner.get("host") == socket.gethostname() and not _alive(int(owner["pid"]))
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this host is running (assumed so where the OS cannot tell cheaply:
+    on Windows ``os.kill(pid, 0)`` would terminate it)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    stale.unlink(missing_ok=True)
-    return _try_create(lock, owner)
+    except PermissionError:
+        return True
+    return True
 
 
 def missing_ranges(n_models: int, per_shard: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -11,15 +11,26 @@ import numpy as np
 import pandas as pd
 
 from longtail.executors import TrainingData
-from longtail.nets.ensemble import TrainConfig
+from longtail.nets.ensemble import TrainConfig, resolve_device
 from longtail.params import SamplingParams, TrainingParams
+from longtail.errors import UserFacingError
 from longtail.shards import fingerprint
 from longtail.tracking import model_runs_table
 
 # Trainer settings that change how models are computed, not what they are: a store's shards
-# are reused across them.
+# are reused across them. (The device is one of them; the precision it resolves to is not.)
 _EXECUTION_ONLY = ("device", "models_per_shard", "compile", "keep_models", "record_epochs", "threads")
-STORE_FORMAT = 1
+# Bump whenever the trainer computes different numbers for the same identity (a new init, loss,
+# kernel path, evaluation precision...): old shards then land in another store folder instead
+# of being mixed with new ones. tests/nets/test_reference.py pins it to reference outputs.
+STORE_FORMAT = 2
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` → bf16 autocast on CUDA, fp32 elsewhere; fp32 and bf16 as given."""
+    if precision != "auto":
+        return precision
+    return "bf16" if resolve_device(device).type == "cuda" else "fp32"
 
 
 def train_config(params: TrainingParams, seed: int | None = None) -> TrainConfig:
@@ -35,6 +46,7 @@ def train_config(params: TrainingParams, seed: int | None = None) -> TrainConfig
         schedule=params.schedule,
         seed=params.seed if seed is None else seed,
         device=params.device,
+        precision=resolve_precision(params.precision, params.device),
         models_per_shard=None if params.models_per_shard == "auto" else params.models_per_shard,
         augment=params.augment,
         compile=params.compile,
@@ -52,13 +64,22 @@ def training_data(
 def experiment_identity(data: TrainingData, config: TrainConfig, sampling: SamplingParams) -> dict[str, Any]:
     """What a stored shard's results depend on: the data, the subsets' distribution and the
     model and its training (not the device or how models are grouped into shards)."""
-    trainer = {k: v for k, v in asdict(config).items() if k not in _EXECUTION_ONLY}
     return {
         "format": STORE_FORMAT,
         "data": fingerprint(data.train_images, data.train_labels, data.test_images, data.test_labels),
         "sampling": {"subset_ratio": sampling.subset_ratio, "seed": sampling.seed},
-        "training": trainer,
+        "training": model_identity(config),
     }
+
+
+def model_identity(config: TrainConfig) -> dict[str, Any]:
+    """The settings a trained model's numbers depend on: architecture, optimisation, seed and
+    resolved precision; not where or how it was computed, nor settings its architecture
+    ignores (``hidden_sizes`` shape only the mlp)."""
+    identity = {k: v for k, v in asdict(config).items() if k not in _EXECUTION_ONLY}
+    if config.model != "mlp":
+        del identity["hidden_sizes"]
+    return identity
 
 
 def models_table(
@@ -68,3 +89,31 @@ def models_table(
     return model_runs_table(
         source, model_ids, masks, arrays["train_correct"], arrays["test_correct"], arrays["epoch_loss"], asdict(config)
     )
+
+
+#: The training results whose provenance ``training_provenance`` records, beside the masks.
+TRAINING_RESULTS = ("train_correct", "train_true_prob", "test_correct", "test_true_prob")
+PROVENANCE_FORMAT = 1
+
+
+class MismatchedInputs(UserFacingError, ValueError):
+    """Subset masks and training results that were not produced together."""
+
+
+def training_provenance(masks: np.ndarray, experiment: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What the training results were computed from (JSON-safe): the fingerprints of the
+    subset masks and of each result array, the shard store's experiment id and the number of
+    models."""
+    return {
+        "format": PROVENANCE_FORMAT,
+        "experiment": experiment,
+        "n_models": int(len(masks)),
+        "fingerprints": {"subset_masks": fingerprint(masks), **{name: fingerprint(arrays[name]) for name in TRAINING_RESULTS}},
+    }
+
+
+def mismatched_inputs(inputs: dict[str, np.ndarray], provenance: dict[str, Any]) -> list[str]:
+    """The names among ``inputs`` (subset masks and training results) whose content is not
+    the one ``provenance`` recorded."""
+    recorded = provenance.get("fingerprints", {})
+    return [name for name, array in inputs.items() if recorded.get(name) != fingerprint(np.asarray(array))]

@@ -28,6 +28,10 @@ from longtail.nets.stacking import StateDict, stack_models, unstack_state_dicts
 logger = logging.getLogger(__name__)
 
 SCHEDULES = ("constant", "cosine", "linear")
+#: How a model's numbers are computed: float32 weights and activations; float32 weights under
+#: bf16 autocast (matrix products and convolutions in bfloat16); or float64 throughout (slow:
+#: a reference whose rounding is far below any difference a bug makes, used by the tests).
+PRECISIONS = ("fp32", "bf16", "fp64")
 CPU_SHARD_BYTES = 128 << 20  # auto shard size on CPU: ~8 MNIST MLPs; larger shards spill caches and run slower
 GPU_MEMORY_FRACTION = 0.5  # auto shard size on CUDA: this fraction of the free memory
 EVAL_BATCH_FACTOR = 2  # evaluation keeps no activations for backward, so it can use larger batches
@@ -48,7 +52,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     schedule: str = "constant"  # "constant" | "cosine" | "linear" (to 0); per step, same for all models
     seed: int = 0
-    device: str = "auto"  # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1"
+    device: str = "auto"  # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1", "mps"
+    precision: str = "fp32"  # one of PRECISIONS; training only, evaluation always runs in fp32 (fp64 for fp64)
     models_per_shard: int | None = None  # None = from device memory (CUDA) or CPU_SHARD_BYTES
     augment: bool = False  # random 4-px-padded crop + horizontal flip of every training image
     compile: bool = False  # torch.compile the network
@@ -61,6 +66,13 @@ class TrainConfig:
             raise ValueError(f"unknown model {self.model!r}; expected one of {ARCHITECTURES}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of weights, inputs and evaluation."""
+        return torch.float64 if self.precision == "fp64" else torch.float32
 
 
 @dataclass
@@ -109,6 +121,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def available_cpus() -> int:
+    """The CPU cores this process may run on: its affinity mask where the OS has one (Linux),
+    else every core of the machine (macOS, Windows)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
     """Learning rate of (0-based) optimizer step ``step`` out of ``total_steps``."""
     progress = step / total_steps
@@ -119,9 +139,10 @@ def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
     return config.lr
 
 
-def _autocast(device: torch.device) -> AbstractContextManager:
-    """bf16 autocast on CUDA; exact float32 on CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def _autocast(config: TrainConfig, device: torch.device) -> AbstractContextManager:
+    """The training forward pass's autocast: bf16 with ``precision: bf16`` (CPU, CUDA or MPS),
+    none otherwise. The one place where mixed precision is switched on."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
 
 def _memory_format(config: TrainConfig) -> torch.memory_format:
@@ -133,7 +154,7 @@ def _init_model(config: TrainConfig, model_id: int, input_shape: tuple[int, int,
     """``build_model`` under the model's own initialisation seed, leaving the global RNG untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(model_seeds(config.seed, model_id)[0])
-        return build_model(config.model, input_shape, n_classes, config.hidden_sizes)
+        return build_model(config.model, input_shape, n_classes, config.hidden_sizes).to(config.dtype)
 
 
 def _streams(shard: _Shard, config: TrainConfig) -> DataStreams:
@@ -184,9 +205,9 @@ def _fit(
         plan = streams.next_epoch(data.device)
         for step, start in enumerate(range(0, n, config.batch_size)):
             x, y = _batch(data, plan, slice(start, start + config.batch_size), layout)
-            with _autocast(data.device):
+            with _autocast(config, data.device):
                 logits = forward(x)
-            losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(k, -1)
+            losses = F.cross_entropy(logits.to(data.images.dtype).flatten(0, 1), y.flatten(), reduction="none").view(k, -1)
             optimizer.zero_grad(set_to_none=True)
             (losses.sum() / losses.shape[1]).backward()
             for group in optimizer.param_groups:
@@ -202,17 +223,16 @@ def _fit(
 def _predict(
     forward: Forward, k: int, images: torch.Tensor, labels: torch.Tensor, batch_size: int, layout: torch.memory_format
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(K, n) correctness and true-label probability of K models on shared images."""
+    """(K, n) correctness and float32 true-label probability of K models on shared images,
+    computed in the images' dtype without autocast (full precision whatever the training's)."""
     correct, true_prob = [torch.zeros(k, 0, dtype=torch.bool)], [torch.zeros(k, 0)]
     for start in range(0, len(images), batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
         x = x.unsqueeze(1).expand(-1, k, -1, -1, -1).reshape(len(x), -1, *x.shape[2:])
-        x = x.contiguous(memory_format=layout)
-        with _autocast(images.device):
-            logits = forward(x).float()
+        logits = forward(x.contiguous(memory_format=layout))
         correct.append((logits.argmax(-1) == y).cpu())
         probs = logits.softmax(-1)
-        true_prob.append(probs.gather(-1, y.expand(k, -1).unsqueeze(-1)).squeeze(-1).cpu())
+        true_prob.append(probs.gather(-1, y.expand(k, -1).unsqueeze(-1)).squeeze(-1).float().cpu())
     return torch.cat(correct, 1), torch.cat(true_prob, 1)
 
 
@@ -308,23 +328,29 @@ def _prepare_data(
     eval_sets: Mapping[str, tuple[np.ndarray, np.ndarray]],
     n_classes: int,
     device: torch.device,
+    dtype: torch.dtype,
 ) -> _Data:
-    """Move everything to the device once, standardised with the training images' channel stats."""
-    train = torch.as_tensor(images, dtype=torch.float32, device=device)
+    """Move everything to the device once, standardised with the training images' channel stats.
+    An eval set holding the training arrays themselves shares their tensors on the device."""
+    train = torch.as_tensor(images, dtype=dtype, device=device)
     mean, std = channel_stats(train)
+    train_images, train_labels = (train - mean) / std, _as_labels(labels, device)
 
-    def standardise(x: np.ndarray) -> torch.Tensor:
-        return (torch.as_tensor(x, dtype=torch.float32, device=device) - mean) / std
-
-    def as_labels(y: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(y, dtype=np.int64), device=device)
+    def on_device(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if x is images and y is labels:
+            return train_images, train_labels
+        return (torch.as_tensor(x, dtype=dtype, device=device) - mean) / std, _as_labels(y, device)
 
     return _Data(
-        images=(train - mean) / std,
-        labels=as_labels(labels),
-        eval_sets={name: (standardise(x), as_labels(y)) for name, (x, y) in eval_sets.items()},
+        images=train_images,
+        labels=train_labels,
+        eval_sets={name: on_device(x, y) for name, (x, y) in eval_sets.items()},
         n_classes=n_classes,
     )
+
+
+def _as_labels(y: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(y, dtype=np.int64), device=device)
 
 
 def _footprint(config: TrainConfig, input_shape: tuple[int, int, int], n_classes: int) -> tuple[int, int]:
@@ -390,8 +416,8 @@ def _run(
     _validate(images, labels, masks, model_ids)
     device = resolve_device(config.device)
     if device.type == "cpu":
-        torch.set_num_threads(config.threads or len(os.sched_getaffinity(0)))
-    data = _prepare_data(images, labels, eval_sets, n_classes, device)
+        torch.set_num_threads(config.threads or available_cpus())
+    data = _prepare_data(images, labels, eval_sets, n_classes, device, config.dtype)
     total, done, started = len(masks), 0, time.perf_counter()
     results: list[EnsembleResult] = []
     shards = list(_plan_shards(masks, model_ids, _models_per_shard(config, data)))

@@ -43,24 +43,36 @@ class _BatchedLinear(torch.autograd.Function):
     Autograd's own baddbmm backward computes the weight gradient transposed, as
     ``bmm(x^T, grad)``, and then copies it into the weight's layout; computing
     ``bmm(grad^T, x)`` directly makes a training step ~1.6x faster on CPU.
+
+    Under autocast (any device) the products run in the autocast dtype; the backward pass
+    reruns under the forward's autocast state (what ``torch.amp.custom_bwd`` does for one
+    fixed device type), so its products see operands of one dtype.
     """
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda")
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
+        ctx.autocast = _autocast_state(x.device.type)
         if bias is None:
             return torch.bmm(x, weight.transpose(1, 2))
         return torch.baddbmm(bias, x, weight.transpose(1, 2))
 
     @staticmethod
-    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
-        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
-        grad_bias = grad.sum(1, keepdim=True, dtype=torch.float32) if ctx.has_bias else None
-        return grad_x, torch.bmm(grad.transpose(1, 2), x), grad_bias
+        device_type, enabled, dtype = ctx.autocast
+        with torch.autocast(device_type, dtype=dtype, enabled=enabled):
+            grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+            grad_weight = torch.bmm(grad.transpose(1, 2), x)
+        accumulate = torch.promote_types(grad.dtype, weight.dtype)  # bf16 grads summed in float32
+        grad_bias = grad.sum(1, keepdim=True, dtype=accumulate) if ctx.has_bias else None
+        return grad_x, grad_weight, grad_bias
+
+
+def _autocast_state(device_type: str) -> tuple[str, bool, torch.dtype]:
+    """(device type, enabled, dtype) of the autocast in force for ``device_type``."""
+    return device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
 
 
 class StackedLinear(nn.Module):

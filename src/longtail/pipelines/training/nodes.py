@@ -13,7 +13,7 @@ from longtail.executors import make_executor, train_with_store
 from longtail.nets.ensemble import resolve_device
 from longtail.params import SamplingParams, TrainingParams, parse
 from longtail.shards import ShardStore
-from longtail.study import experiment_identity, models_table, train_config, training_data
+from longtail.study import experiment_identity, models_table, train_config, training_data, training_provenance
 from longtail.tracking import BackgroundLogger
 
 logger = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 # Models per stored shard when `training.models_per_shard` is auto: what a crash can lose, and
 # how often progress and MLflow logging happen. The trainer still picks its own (memory-based)
 # batch of models inside a shard.
-STORE_SHARD = {"cpu": 64, "cuda": 512}
+STORE_SHARD = {"cpu": 64, "mps": 64, "cuda": 512}
 
 
 def train_subset_models(
@@ -33,13 +33,14 @@ def train_subset_models(
     shard_store: Any,
     training: dict[str, Any],
     sampling: dict[str, Any],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.DataFrame, dict[str, Any]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.DataFrame, dict[str, Any], dict[str, Any]]:
     """Train every subset model not already in the shard store, logging each new model as an
     MLflow child run as its shard lands.
 
     Returns, each of shape (n_models, n_examples): correctness and true-label probability on
-    the training split, then the same on the test split; the per-model table; and summary
-    metrics for the parent MLflow run.
+    the training split, then the same on the test split; the per-model table; summary
+    metrics for the parent MLflow run; and the results' provenance (fingerprints of the masks
+    and arrays, experiment id), saved last so that it never vouches for arrays not yet saved.
     """
     params = parse(TrainingParams, training, "training")
     config = train_config(params)
@@ -80,4 +81,5 @@ def train_subset_models(
         arrays["test_true_prob"],
         runs,
         {name: {"value": value, "step": 0} for name, value in summary.items()},
+        training_provenance(subset_masks, store.id, arrays),
     )

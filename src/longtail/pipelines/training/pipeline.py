@@ -27,6 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "test_true_prob",
                     "subset_model_runs",
                     "training_metrics",
+                    "training_provenance",
                 ],
                 name="train_subset_models",
             )
