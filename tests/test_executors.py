@@ -7,13 +7,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from longtail.executors import DaskExecutor, LocalExecutor, TrainingData, train_shard, train_with_store
-from longtail.nets.ensemble import TrainConfig
+from longtail.executors import (
+    DaskExecutor,
+    LocalExecutor,
+    TrainingData,
+    _worker_config,
+    train_shard,
+    train_with_store,
+    worker_device,
+)
+from longtail.nets.ensemble import TrainConfig, available_cpus
 from longtail.pipelines.sampling.nodes import subset_mask
 from longtail.shards import ARRAYS, ShardStore
 from longtail.sources import load_source
 
-CONFIG = TrainConfig(model="mlp", hidden_sizes=(16,), epochs=2, batch_size=64, lr=0.05, device="cpu")
+# float64: models grouped into other shards, or trained in processes with other thread
+# counts, run other kernels; in float64 their rounding (~1e-16) stays far below the 1e-9 the
+# comparisons allow, on any CPU, while a model trained on other data differs by > 1e-3.
+CONFIG = TrainConfig(model="mlp", hidden_sizes=(16,), epochs=2, batch_size=64, lr=0.05, device="cpu", precision="fp64")
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +38,14 @@ def masks(n_models: int) -> np.ndarray:
 
 
 def assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray], exact: bool = True) -> None:
-    """Equal arrays; with ``exact=False`` floats may differ by rounding (models grouped into
-    shards differently run batched kernels of other shapes)."""
+    """Equal arrays; with ``exact=False`` floats may differ by float64 rounding (other
+    kernels), which the float32 results see at most as a flip of their last bit (one ulp
+    is at most 1.2e-7 relative)."""
     for name in ARRAYS:
         if exact or a[name].dtype == np.bool_:
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
         else:
-            np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+            np.testing.assert_allclose(a[name], b[name], rtol=3e-7, atol=1e-9, err_msg=name)
 
 
 def test_more_models_train_only_the_new_ones(tmp_path: Path, data: TrainingData) -> None:
@@ -62,5 +74,40 @@ def test_dask_local_cluster_gives_the_local_results(tmp_path: Path, data: Traini
     local, _ = train_with_store(ShardStore(tmp_path / "local", {"t": 1}), masks(8), data, CONFIG, 2, LocalExecutor())
     with DaskExecutor(address=None, workers=2) as executor:
         distributed, trained = train_with_store(ShardStore(tmp_path / "dask", {"t": 1}), masks(8), data, CONFIG, 2, executor)
+        workers = executor._client.scheduler_info()["workers"].values()
+        threads = executor._client.submit(_torch_threads_in_a_task, executor._task_config(CONFIG), pure=False).result()
     assert trained == 8
-    assert_same(distributed, local)
+    assert_same(distributed, local, exact=False)  # other processes, other thread counts
+    assert [w["nthreads"] for w in workers] == [1, 1]  # one shard at a time per worker
+    assert threads == max(1, available_cpus() // 2)  # the worker's share of the cores, not threads x threads
+
+
+def _torch_threads_in_a_task(config: TrainConfig) -> int:
+    """The torch thread count a shard trains with on this worker."""
+    import torch
+
+    from longtail.executors import TrainingData, train_shard
+
+    digits = TrainingData(np.zeros((4, 1, 2, 2), np.float32), np.arange(4) % 2, np.zeros((2, 1, 2, 2), np.float32), np.arange(2), 2)
+    train_shard(digits, np.ones((1, 4), bool), 0, _worker_config(config))
+    return torch.get_num_threads()
+
+
+@pytest.mark.parametrize(
+    ("device", "name", "n_gpus", "expected"),
+    [
+        ("cpu", 3, 4, "cpu"),
+        ("auto", 3, 0, "auto"),  # no GPU: the trainer resolves auto to the CPU
+        ("cuda:2", 0, 4, "cuda:2"),  # explicit: kept
+        ("cuda", 5, 4, "cuda:1"),  # LocalCluster worker 5 of a 4-GPU node
+        ("auto", "tcp-gpu-3", 4, "cuda:3"),  # dask worker --name tcp-gpu-3
+        ("cuda", "anything", 1, "cuda:0"),  # CUDA_VISIBLE_DEVICES gave it one GPU
+    ],
+)
+def test_workers_are_pinned_to_gpus_deterministically(device, name, n_gpus, expected) -> None:
+    assert worker_device(device, name, n_gpus) == expected
+
+
+def test_a_worker_without_an_index_on_a_multi_gpu_node_is_refused() -> None:
+    with pytest.raises(ValueError, match="'scheduler-side'.*CUDA_VISIBLE_DEVICES"):
+        worker_device("cuda", "scheduler-side", 2)

@@ -44,6 +44,7 @@ def test_the_default_configuration_is_valid(parameters: dict) -> None:
         ("scoring", "top_k", 0, "scoring.top_k=0"),
         ("training", "claim_timeout_s", 1, "training.claim_timeout_s=1"),
         ("training", "executor", "ray", "training.executor='ray'"),
+        ("training", "precision", "fp16", "training.precision='fp16'"),
     ],
 )
 def test_each_bad_value_is_named(parameters: dict, block: str, key: str, value: object, expected: str) -> None:
@@ -88,3 +89,25 @@ def test_missing_block_is_reported(parameters: dict) -> None:
     del bad["removal"]
     with pytest.raises(InvalidParameters, match="removal: missing"):
         validate_parameters(bad)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:7", "mps"])
+def test_a_device_this_machine_lacks_is_refused_naming_the_ones_it_has(parameters: dict, device: str) -> None:
+    import torch  # noqa: PLC0415
+
+    present = (device.startswith("cuda") and torch.cuda.device_count() > int(device.partition(":")[2] or 0)) or (
+        device == "mps" and torch.backends.mps.is_available()
+    )
+    if present:
+        pytest.skip(f"this machine has {device}")
+    parameters["training"]["device"] = device
+    with pytest.raises(InvalidParameters) as error:
+        validate_parameters(parameters)
+    (problem,) = error.value.problems
+    assert problem.startswith(f"training.device={device!r}: not available on this machine")
+    assert "allowed: auto, cpu" in problem
+
+
+def test_a_remote_dask_cluster_may_have_devices_the_driver_lacks(parameters: dict) -> None:
+    parameters["training"].update(device="cuda:3", executor="dask", scheduler_address="tcp://gpu-node:8786")
+    assert validate_parameters(parameters).training.device == "cuda:3"

@@ -13,7 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from longtail.shards import ARRAYS, Shard, ShardStore, assemble, fingerprint, missing_ranges
+from longtail.executors import _Heartbeat, train_with_store  # imported once, before the race forks
+from longtail.shards import (
+    ARRAYS,
+    CLAIM_BLOCK,
+    Shard,
+    ShardStore,
+    assemble,
+    block_range,
+    blocks_of,
+    fingerprint,
+    missing_ranges,
+)
 
 IDENTITY = {"data": "abc", "training": {"lr": 0.1}}
 
@@ -117,21 +128,37 @@ def test_assemble_orders_models_and_detects_gaps() -> None:
 
 
 def test_a_claim_is_exclusive_until_released(tmp_path: Path) -> None:
+    store, other = ShardStore(tmp_path, IDENTITY), ShardStore(tmp_path, IDENTITY)
+    assert store.try_claim(0, stale_after_s=3600)
+    assert not other.try_claim(0, stale_after_s=3600)
+    assert other.try_claim(1, stale_after_s=3600)  # blocks are independent
+    store.release(0)
+    assert other.try_claim(0, stale_after_s=3600)
+    store.release(0)  # no longer this store's claim: nothing happens
+    assert not store.try_claim(0, stale_after_s=3600)
+
+
+def test_a_claim_file_appears_with_its_content(tmp_path: Path) -> None:
     store = ShardStore(tmp_path, IDENTITY)
-    assert store.try_claim(0, 4, stale_after_s=3600)
-    assert not store.try_claim(0, 4, stale_after_s=3600)
-    store.release(0, 4)
-    assert store.try_claim(0, 4, stale_after_s=3600)
+    assert store.try_claim(3, stale_after_s=3600)
+    (claim,) = tmp_path.glob("*/claim-000003.*")
+    assert json.loads(claim.read_text())["pid"] == os.getpid()
+    assert not list(tmp_path.glob("*/.*.tmp"))  # the temporary it was linked from is gone
+
+
+def test_claim_blocks_do_not_depend_on_the_shard_size() -> None:
+    assert (CLAIM_BLOCK, list(blocks_of(0, 64)), list(blocks_of(0, 512))) == (64, [0], list(range(8)))
+    assert list(blocks_of(60, 70)) == [0, 1] and block_range(1, 100) == (64, 100)
 
 
 def test_a_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     store = ShardStore(tmp_path, IDENTITY)
     code = (
         "import sys; from longtail.shards import ShardStore; "
-        f"assert ShardStore(sys.argv[1], {IDENTITY!r}).try_claim(0, 4, 3600)"
+        f"assert ShardStore(sys.argv[1], {IDENTITY!r}).try_claim(0, 3600)"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)  # exits holding the claim
-    assert store.try_claim(0, 4, stale_after_s=3600)
+    assert store.try_claim(0, stale_after_s=3600)
 
 
 def test_fingerprint_sees_content_dtype_and_shape() -> None:
@@ -163,37 +190,122 @@ def _age(lock: Path, seconds: float) -> None:
     os.utime(lock, (past, past))
 
 
+def _claim_of_another_host(store: ShardStore, block: int) -> Path:
+    lock = store.folder / f"claim-{block:06d}.00000000"
+    lock.write_text(json.dumps({"host": "another-host", "pid": 1, "time": time.time(), "token": "x"}))
+    return lock
+
+
 def test_a_claim_of_another_host_is_taken_over_once_its_heartbeat_stops(tmp_path: Path) -> None:
     store = ShardStore(tmp_path, IDENTITY)
-    lock = store.path(0, 4).with_suffix(".claim")
-    lock.write_text(json.dumps({"host": "another-host", "pid": 1, "time": time.time()}))
-    assert not store.try_claim(0, 4, stale_after_s=600)  # alive as far as we can tell
+    lock = _claim_of_another_host(store, 0)
+    assert not store.try_claim(0, stale_after_s=600)  # alive as far as we can tell
     _age(lock, 601)
-    assert store.try_claim(0, 4, stale_after_s=600)
-    assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert store.try_claim(0, stale_after_s=600)
+    (claim,) = store.folder.glob("claim-000000.*")  # the dead claim is cleaned up
+    assert json.loads(claim.read_text())["pid"] == os.getpid()
 
 
 def test_the_heartbeat_keeps_a_claim_in_training_from_being_taken(tmp_path: Path) -> None:
     holder, other = ShardStore(tmp_path, IDENTITY), ShardStore(tmp_path, IDENTITY)
-    assert holder.try_claim(0, 4, stale_after_s=600)
-    lock = holder.path(0, 4).with_suffix(".claim")
+    assert holder.try_claim(0, stale_after_s=600)
+    (lock,) = holder.folder.glob("claim-000000.*")
     owner = json.loads(lock.read_text())
     lock.write_text(json.dumps({**owner, "host": "another-host"}))  # as seen from another host
     _age(lock, 601)
     holder.heartbeat()
-    assert not other.try_claim(0, 4, stale_after_s=600)
-    holder.release(0, 4)
-    holder.heartbeat()  # a released claim is not recreated
-    assert not lock.exists()
+    assert not other.try_claim(0, stale_after_s=600)
+    holder.release(0)
+    holder.heartbeat()  # a released claim is not refreshed
+    assert other.try_claim(0, stale_after_s=600)
+
+
+def test_a_run_whose_claim_was_taken_over_does_not_release_the_new_owner(tmp_path: Path) -> None:
+    slow, taker, third = (ShardStore(tmp_path, IDENTITY) for _ in range(3))
+    assert slow.try_claim(0, stale_after_s=600)
+    (lock,) = slow.folder.glob("claim-000000.*")
+    lock.write_text(json.dumps({**json.loads(lock.read_text()), "host": "another-host"}))
+    _age(lock, 601)  # slow's heartbeat stopped (e.g. a suspended laptop)
+    assert taker.try_claim(0, stale_after_s=600)
+    slow.release(0)  # wakes up and gives back what it no longer owns
+    assert not third.try_claim(0, stale_after_s=600)
 
 
 def test_training_beats_the_heartbeat_of_its_claims(tmp_path: Path) -> None:
-    from longtail.executors import _Heartbeat  # noqa: PLC0415
-
     store = ShardStore(tmp_path, IDENTITY)
-    assert store.try_claim(0, 4, stale_after_s=600)
-    lock = store.path(0, 4).with_suffix(".claim")
+    assert store.try_claim(0, stale_after_s=600)
+    (lock,) = store.folder.glob("claim-000000.*")
     _age(lock, 601)
     with _Heartbeat(store, interval=0.05):
         time.sleep(0.3)
     assert time.time() - lock.stat().st_mtime < 5
+
+
+def test_shards_and_claims_are_readable_by_the_group(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        store = ShardStore(tmp_path, IDENTITY)
+        path = store.write(make_shard(0, 4), hashes(0, 4))
+        assert store.try_claim(0, stale_after_s=600)
+    finally:
+        os.umask(previous)
+    for written in (path, store.folder / "experiment.json", *store.folder.glob("claim-*")):
+        assert written.stat().st_mode & 0o777 == 0o644, written.name
+
+
+class _RecordingExecutor:
+    """A stand-in workload for the claim race: "trains" a range by logging it (one O_APPEND
+    line, atomic) and returning a shard of zeros; with ``crash`` the process dies on its
+    first range, before logging or storing anything, leaving its claims behind."""
+
+    def __init__(self, log: Path, crash: bool) -> None:
+        self.log, self.crash = log, crash
+
+    def map_unordered(self, data, masks, ranges, config):
+        for start, stop in ranges:
+            if self.crash:
+                os._exit(1)
+            time.sleep(0.01)
+            with open(self.log, "a") as handle:
+                handle.write(f"{os.getpid()} {start} {stop}\n")
+            yield make_shard(start, stop)
+
+
+def _race(root: Path, log: Path, masks: np.ndarray, per_shard: int, crash: bool, barrier) -> None:
+    barrier.wait()
+    store = ShardStore(root, IDENTITY)
+    train_with_store(store, masks, None, None, per_shard, _RecordingExecutor(log, crash), stale_after_s=600, poll_s=0.02)
+
+
+def test_racing_runs_train_every_model_exactly_once(tmp_path: Path) -> None:
+    """Seven runs (CPU-like shards of 16 models, GPU-like of 128) race over one store holding
+    the claims of a run that crashed (blocks 0-3) and a dead claim of another host (block 4):
+    every model is trained by exactly one run, and the stored shards cover each model once."""
+    import multiprocessing  # noqa: PLC0415
+
+    context = multiprocessing.get_context("fork")
+    n_models = 6 * CLAIM_BLOCK
+    masks = np.random.default_rng(0).random((n_models, 7)) < 0.5
+    log = tmp_path / "trained.log"
+    crashed = context.Process(target=_race, args=(tmp_path, log, masks[: 4 * CLAIM_BLOCK], 128, True, context.Barrier(1)))
+    crashed.start()
+    crashed.join(timeout=60)
+    assert crashed.exitcode == 1 and len(list(tmp_path.glob("*/claim-*"))) == 4
+    _age(_claim_of_another_host(ShardStore(tmp_path, IDENTITY), 4), 601)
+    barrier = context.Barrier(7)
+    runs = [context.Process(target=_race, args=(tmp_path, log, masks, 16 if i % 2 else 128, False, barrier)) for i in range(7)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=120)
+    assert [run.exitcode for run in runs] == [0] * 7
+    trained = np.zeros(n_models, dtype=int)
+    for line in log.read_text().splitlines():
+        _, start, stop = map(int, line.split())
+        trained[start:stop] += 1
+    assert (trained == 1).all(), np.flatnonzero(trained != 1)
+    assert len({line.split()[0] for line in log.read_text().splitlines()}) > 1  # a real race: several runs trained
+    stored = np.zeros(n_models, dtype=int)
+    for start, stop in ShardStore(tmp_path, IDENTITY).stored_ranges():
+        stored[start:stop] += 1
+    assert (stored == 1).all()

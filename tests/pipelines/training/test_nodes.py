@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from longtail.pipelines.training.nodes import train_subset_models
+from longtail.study import mismatched_inputs
 from longtail.sources import load_source
 
 TRAINING = {
@@ -33,7 +35,7 @@ def test_masks_of_another_dataset_are_refused_by_shape(splits: tuple[np.ndarray,
 def test_outputs_cover_every_model_and_land_in_the_store(splits: tuple[np.ndarray, ...], tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     masks = np.stack([rng.permutation(100) < 70 for _ in range(4)])
-    train_correct, train_prob, test_correct, test_prob, runs, summary = train_subset_models(
+    train_correct, train_prob, test_correct, test_prob, runs, summary, provenance = train_subset_models(
         *splits, masks, tmp_path, TRAINING, SAMPLING
     )
     assert train_correct.shape == train_prob.shape == (4, 100) and test_correct.shape == test_prob.shape == (4, 40)
@@ -44,3 +46,8 @@ def test_outputs_cover_every_model_and_land_in_the_store(splits: tuple[np.ndarra
     again = train_subset_models(*splits, masks, tmp_path, TRAINING, SAMPLING)
     assert again[5]["models_reused_from_store"]["value"] == 4
     np.testing.assert_array_equal(again[0], train_correct)
+    assert json.loads(json.dumps(provenance)) == provenance == again[6]  # JSON-safe, same models
+    arrays = {"subset_masks": masks, "train_correct": train_correct, "test_true_prob": test_prob}
+    assert mismatched_inputs(arrays, provenance) == []
+    assert mismatched_inputs({**arrays, "subset_masks": masks[::-1]}, provenance) == ["subset_masks"]
+    assert (tmp_path / provenance["experiment"]).is_dir()

@@ -1,0 +1,22 @@
+"""A device the machine lacks is refused with the parameters: one message, nothing written."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.test_cli import kedro_run, written_files
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_training_on_a_missing_gpu_stops_before_anything_is_written(make_project: Callable[[str], Path]) -> None:
+    root = make_project("no-gpu")
+    result = kedro_run(root, "--params", "training.device=cuda")
+    assert result.returncode == 1
+    assert "training.device='cuda': not available on this machine" in result.stderr
+    assert "allowed: auto, cpu" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr and "╭" not in result.stderr
+    assert written_files(root) == []
