@@ -30,25 +30,26 @@ def published(project: Path) -> dict[str, np.ndarray]:
 def test_published_runs_are_rescored_and_exported(project: Path, published: dict[str, np.ndarray]) -> None:
     run_study(project, pipeline_names=["rescoring"])
     data = catalog(project)
-    scores = data.load("memorization_scores")
+    assert not (project / "data" / "03_primary" / "examples.parquet").exists()  # a study's entries untouched
+    assert not (project / "data" / "05_model_input" / "subset_masks.npy").exists()
+    scores = data.load("rescoring.memorization_scores")
     expected = memorization(published["trainset_mask"], published["trainset_correctness"])
     np.testing.assert_allclose(scores["mem"], expected["mem"], equal_nan=True)
     np.testing.assert_array_equal(scores["label"], published["trainset_labels"])
     np.testing.assert_allclose(scores["mem_soft"], scores["mem"], equal_nan=True)
 
-    pairs = data.load("high_influence_pairs")
+    pairs = data.load("rescoring.high_influence_pairs")
     assert set(pairs) == {"tr_idx", "tt_idx", "infl", "mem"}
     every = influence(published["trainset_mask"], published["testset_correctness"], threshold=0.15)
     mem = expected["mem"].to_numpy()
     selected = every[mem[every["train_index"]] >= 0.25]
     assert sorted(zip(pairs["tr_idx"], pairs["tt_idx"])) == sorted(zip(selected["train_index"], selected["test_index"]))
 
-    run_study(project, pipeline_names=["export"])
-    exported = data.load("influence_matrix")
+    exported = data.load("rescoring.influence_matrix")
     assert isinstance(exported, np.memmap) and exported.dtype == np.float16
     full = influence_matrix(published["trainset_mask"], published["testset_correctness"])
     np.testing.assert_allclose(exported.astype(np.float64), full, atol=1e-3, equal_nan=True)
-    estimates = catalog(project).load("published_estimates")
+    estimates = catalog(project).load("rescoring.published_estimates")
     assert set(estimates) == {"memorization", "influence"}
     np.testing.assert_allclose(estimates["memorization"], mem, equal_nan=True)
     np.testing.assert_array_equal(estimates["influence"], np.asarray(exported))
