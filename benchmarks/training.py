@@ -1,11 +1,14 @@
 """Training throughput: batched ensemble vs one-model-at-a-time loop.
 
     python benchmarks/training.py --preset mnist-mlp --json out.json [--models K] [--loop-models N] [--device cpu]
+        [--precision fp32|bf16|auto]
 
 Measures, in one process on the same data and configuration: models/s of
 ``train_ensemble`` and of the per-model reference ``train_one_by_one`` (timed on fewer
 models), the FLOP/s the ensemble achieves (forward+backward FLOPs counted with
-FlopCounterMode) and the device's float32 (CPU) or bf16 (CUDA) matmul FLOP/s.
+FlopCounterMode) and the device's float32 (CPU) or bf16 (CUDA) matmul FLOP/s. With a
+precision other than fp32 (``auto``: bf16 on CUDA, fp32 on CPU), the ensemble is also timed
+in fp32 and the speedup of the chosen precision over it is reported.
 
 Measured on a 2-core Intel Xeon (Sapphire Rapids, KVM), torch 2.14.1, CPU float32
 (details and tuning notes in docs/benchmarks.md, section "Training"):
@@ -33,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from longtail.nets.ensemble import TrainConfig, resolve_device, train_ensemble, train_one_by_one
 from longtail.nets.models import build_model
+from longtail.study import resolve_precision
 
 Images = tuple[np.ndarray, np.ndarray]
 
@@ -164,14 +168,18 @@ def main() -> None:
     parser.add_argument("--loop-models", type=int, help="models the reference loop trains (default: the preset's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=1, help="time each trainer this often, keep the best")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32")
     args = parser.parse_args()
 
     preset = PRESETS[args.preset]
     device = resolve_device(args.device)
-    config = replace(preset.config, device=str(device))
+    config = replace(preset.config, device=str(device), precision=resolve_precision(args.precision, str(device)))
     n_models = args.models or preset.models
     load_before = os.getloadavg()[0]
     vectorized = models_per_second(train_ensemble, preset, config, n_models, args.repeats)
+    fp32 = vectorized
+    if config.precision != "fp32":
+        fp32 = models_per_second(train_ensemble, preset, replace(config, precision="fp32"), n_models, args.repeats)
     loop = models_per_second(train_one_by_one, preset, config, args.loop_models or preset.loop_models, args.repeats)
     flops = flops_per_model(preset, config)
     peak = matmul_flops(device)
@@ -179,7 +187,10 @@ def main() -> None:
         "preset": args.preset,
         "device": describe(device),
         "models": n_models,
+        "precision": config.precision,
         "vectorized_models_per_s": vectorized,
+        "fp32_vectorized_models_per_s": fp32,
+        "precision_speedup": vectorized / fp32,
         "loop_models_per_s": loop,
         "speedup": vectorized / loop,
         "achieved_gflops": vectorized * flops.executed / 1e9,
