@@ -244,3 +244,15 @@ def test_recording_epochs_changes_no_model_and_ends_with_the_final_evaluation(di
     np.testing.assert_array_equal(recorded.epoch_true_prob["test"][:, -1], recorded.true_prob["test"])
     one_by_one = train(train_one_by_one, digits, masks, replace(config, record_epochs=True))
     np.testing.assert_allclose(one_by_one.epoch_true_prob["test"], recorded.epoch_true_prob["test"], rtol=0, atol=FP64_ATOL)
+
+
+def test_the_training_split_goes_onto_the_device_once_when_it_is_also_evaluated(digits):
+    from longtail.nets.ensemble import _prepare_data  # noqa: PLC0415
+
+    images, labels, eval_sets = digits
+    data = _prepare_data(images, labels, {"train": (images, labels), **eval_sets}, 10, torch.device("cpu"), torch.float32)
+    assert data.eval_sets["train"][0] is data.images and data.eval_sets["train"][1] is data.labels
+    test_images = data.eval_sets["test"][0]
+    assert test_images.data_ptr() != data.images.data_ptr()
+    mean, std = images.mean((0, 2, 3), keepdims=True), images.std((0, 2, 3), keepdims=True, ddof=1)
+    np.testing.assert_allclose(test_images.numpy(), (eval_sets["test"][0] - mean) / std, atol=1e-5)  # same standardisation
