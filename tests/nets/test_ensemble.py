@@ -86,14 +86,14 @@ def test_the_equivalence_check_catches_a_model_on_another_subset_or_a_wrong_grad
 def test_float32_ensemble_agrees_with_one_by_one_on_what_the_estimators_use(digits, arch):
     """In float32, batched and plain kernels round differently (and differently on each CPU),
     and a near-tie in a max-pool window or an argmax can flip: compare what mem/infl consume.
-    Measured on AMD Zen 4: 100% agreement, mean |dp| < 1e-7; models 0 and 1 trained on each
-    other's subsets agree on 92% (mlp) / 94% (cnn) with mean |dp| 0.035 / 0.08."""
-    masks = subset_masks([800] * 3)
+    Measured on AMD Zen 4: 100% agreement, mean |dp| < 1e-7; the two models trained on each
+    other's subsets agree on 68% (mlp) / 88% (cnn) with mean |dp| 0.025 / 0.10."""
+    masks = subset_masks([400] * 2)
     config = replace(SMALL, model=arch)
     ensemble = train(train_ensemble, digits, masks, config)
     assert_similar_predictions(ensemble, train(train_one_by_one, digits, masks, config), 0.995, 1e-3)
     with pytest.raises(AssertionError):
-        assert_similar_predictions(ensemble, train(train_one_by_one, digits, masks[[1, 0, 2]], config), 0.995, 1e-3)
+        assert_similar_predictions(ensemble, train(train_one_by_one, digits, masks[[1, 0]], config), 0.995, 1e-3)
 
 
 def assert_similar_predictions(a: EnsembleResult, b: EnsembleResult, agreement: float, mean_dp: float):
@@ -104,20 +104,20 @@ def assert_similar_predictions(a: EnsembleResult, b: EnsembleResult, agreement: 
 
 
 # bf16 products keep 8 bits of mantissa, so batched and plain runs (different kernels) drift
-# apart: measured on AMD Zen 4 (cnn, 2 epochs), 99.7% agreement and mean |dp| 0.005; models
-# trained on each other's subsets agree on 94% with mean |dp| 0.08 in bf16 too.
-BF16_AGREEMENT, BF16_MEAN_DP = 0.98, 0.02
+# apart: measured on AMD Zen 4 (cnn, 2 epochs, 400 examples), 99.2% agreement and mean |dp|
+# 0.007; the two models trained on each other's subsets agree on 88% with mean |dp| 0.11.
+BF16_AGREEMENT, BF16_MEAN_DP = 0.97, 0.03
 
 
 def test_bf16_autocast_trains_independent_models_on_cpu(digits):
-    masks = subset_masks([800] * 3)
+    masks = subset_masks([400] * 2)
     config = replace(SMALL, model="cnn", precision="bf16")
     ensemble = train(train_ensemble, digits, masks, config)
     assert ensemble.true_prob["test"].dtype == np.float32
     assert_similar_predictions(ensemble, train(train_one_by_one, digits, masks, config), BF16_AGREEMENT, BF16_MEAN_DP)
     with pytest.raises(AssertionError):  # the check sees a model trained on another's subset
         assert_similar_predictions(
-            ensemble, train(train_one_by_one, digits, masks[[1, 0, 2]], config), BF16_AGREEMENT, BF16_MEAN_DP
+            ensemble, train(train_one_by_one, digits, masks[[1, 0]], config), BF16_AGREEMENT, BF16_MEAN_DP
         )
     fp32 = train(train_ensemble, digits, masks, replace(config, precision="fp32"))
     assert not np.array_equal(fp32.true_prob["test"], ensemble.true_prob["test"])  # bf16 really ran
