@@ -38,5 +38,5 @@ def test_the_curve_is_the_same_locally_and_on_a_dask_cluster() -> None:
     distributed, _ = run_removal_experiment(*splits, scores, removal, {**TRAINING, "executor": "dask", "workers": 2})
     # float32 in other processes with other thread counts (1 per Dask worker here, every core
     # locally) rounds differently on some CPUs; a flipped near-tie moves an accuracy on these
-    # 100 test examples by 0.01, while a model trained on another subset moves it by more.
+    # 100 test examples by 0.01: at most two such flips per model are allowed.
     pd.testing.assert_frame_equal(distributed, local, check_exact=False, rtol=0, atol=0.021)
