@@ -12,6 +12,7 @@ import pandas as pd
 
 from longtail.executors import TrainingData
 from longtail.nets.ensemble import TrainConfig
+from longtail.nets.models import custom_model_signature
 from longtail.params import SamplingParams, TrainingParams
 from longtail.shards import fingerprint
 from longtail.tracking import model_runs_table
@@ -57,7 +58,7 @@ def experiment_identity(data: TrainingData, config: TrainConfig, sampling: Sampl
         "format": STORE_FORMAT,
         "data": fingerprint(data.train_images, data.train_labels, data.test_images, data.test_labels),
         "sampling": {"subset_ratio": sampling.subset_ratio, "seed": sampling.seed},
-        "training": trainer,
+        "training": {**trainer, **custom_model_signature(config.model, data.train_images.shape[1:], data.n_classes)},
     }
 
 

@@ -129,7 +129,7 @@ def resolve_factory(path: str) -> Callable[..., Any]:
             raise InvalidModel(f"model {path!r}: {module_name!r} has no attribute {attribute!r}; expected {ALLOWED_MODELS}")
         target = getattr(target, part)
     if not callable(target):
-        raise InvalidModel(f"model {path!r} is a {type(target).__name__}, not callable; expected {ALLOWED_MODELS}")
+        raise InvalidModel(f"model {path!r} is not callable (it is of type {type(target).__name__}); expected {ALLOWED_MODELS}")
     try:
         inspect.signature(target).bind((1, 1, 1), 2)
     except TypeError as error:
