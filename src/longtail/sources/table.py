@@ -49,7 +49,7 @@ def load_table(spec: TableSpec) -> Source:
         problems += _split_problems(frame[spec.split_column], path)
     if problems:
         raise InvalidDataset(problems)
-    values = frame[list(features)].apply(pd.to_numeric).to_numpy(dtype=np.float32)
+    values = np.array(frame[list(features)].apply(pd.to_numeric), dtype=np.float32)  # writable: torch shares it
     labels, class_names = _classes(frame[spec.label_column])
     whole = LabelledImages(values[:, :, None, None], labels, class_names, row_ids=np.arange(len(frame), dtype=np.int64))
     if spec.split_column is None:
