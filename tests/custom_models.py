@@ -16,9 +16,20 @@ def two_layer(input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, n_classes))
 
 
+def _mlp(input_shape: tuple[int, int, int], n_classes: int, widths: tuple[int, ...]) -> nn.Module:
+    sizes = (math.prod(input_shape), *widths)
+    layers = [module for w_in, w_out in zip(sizes[:-1], sizes[1:]) for module in (nn.Linear(w_in, w_out), nn.ReLU())]
+    return nn.Sequential(nn.Flatten(), *layers, nn.Linear(sizes[-1], n_classes))
+
+
 def digits_mlp(input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
-    """The built-in MLP of benchmarks/training.py's digits-mlp preset (one hidden layer of 128)."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 128), nn.ReLU(), nn.Linear(128, n_classes))
+    """The MLP of benchmarks/training.py's digits-mlp preset (one hidden layer of 128)."""
+    return _mlp(input_shape, n_classes, (128,))
+
+
+def mnist_mlp(input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
+    """The MLP of the mnist-mlp preset, the paper's 784-512-256-10."""
+    return _mlp(input_shape, n_classes, (512, 256))
 
 
 class TwoLayerWithBatchNorm(nn.Module):
