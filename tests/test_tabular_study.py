@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_wine
 
 from longtail.estimate import memorization
+from longtail.figures import rows_table_figure
 from longtail.pipelines.reporting.nodes import most_memorized_rows, strongest_pairs
 
 TESTS = Path(__file__).resolve().parent
@@ -120,3 +121,14 @@ def test_a_rerun_reuses_the_custom_models_shards(study: Path) -> None:
     assert rerun.data.metrics["training_metrics.models_trained_in_this_run"] == 0
     assert rerun.data.metrics["training_metrics.models_reused_from_store"] == 24
     assert sorted((study / "data" / "06_models" / "shards").glob("*/shard-*.npz")) == shards
+
+
+def test_the_rows_table_figure_shows_every_cell() -> None:
+    rows = pd.DataFrame({"row_id": [7, 3], "class": ["b", "a"], "mem": [0.91234, 0.5]})
+    figure = rows_table_figure(rows, "Most memorized training rows")
+    (table,) = figure.axes[0].tables
+    cells = {key: cell.get_text().get_text() for key, cell in table.get_celld().items()}
+    assert [cells[(0, c)] for c in range(3)] == ["row_id", "class", "mem"]
+    assert [cells[(1, c)] for c in range(3)] == ["7", "b", "0.912"] and cells[(2, 2)] == "0.500"
+    empty = rows_table_figure(rows.head(0), "Most memorized training rows")
+    assert not empty.axes[0].tables and "no rows to show" in empty.axes[0].texts[0].get_text()

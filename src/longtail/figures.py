@@ -462,10 +462,10 @@ def rows_table_figure(rows: pd.DataFrame, title: str) -> Figure:
     if rows.empty:
         return _message_figure("no rows to show", title=title)
     cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in rows.itertuples(index=False)]
-    fig = Figure(figsize=(max(1.3 * len(rows.columns), 6.0), 0.28 * len(rows) + 1.0), layout="constrained")
+    fig = Figure(figsize=(max(1.3 * len(rows.columns), 6.0), 0.2 * (len(rows) + 1) + 0.6), layout="constrained")
     ax = fig.add_subplot()
     ax.axis("off")
-    table = ax.table(cellText=cells, colLabels=[str(c) for c in rows.columns], loc="upper center", cellLoc="right")
+    table = ax.table(cellText=cells, colLabels=[str(c) for c in rows.columns], loc="center", cellLoc="right")
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     ax.set_title(title)

@@ -87,9 +87,9 @@ def vmap_problem(template: nn.Module, input_shape: tuple[int, ...], n_classes: i
     """Why two copies of ``template`` cannot train vmapped (None when they can): a training
     step and an evaluation on a tiny batch, on copies, so ``template`` is left untouched."""
     net = VmappedEnsemble([copy.deepcopy(template).to(device) for _ in range(2)])
-    x = torch.randn(PROBE_EXAMPLES, 2 * input_shape[0], *input_shape[1:], device=device)
     try:
         with torch.random.fork_rng(devices=[]):
+            x = torch.randn(PROBE_EXAMPLES, 2 * input_shape[0], *input_shape[1:], device=device)
             logits = net.train()(x)
             if logits.shape != (2, PROBE_EXAMPLES, n_classes):
                 return f"it returns logits of shape {tuple(logits.shape[1:])} per model, not (batch, {n_classes})"

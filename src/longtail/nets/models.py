@@ -174,15 +174,15 @@ def build_model(
 
 def custom_model_signature(model: str, input_shape: tuple[int, ...], n_classes: int) -> dict[str, Any]:
     """What identifies a user's model beyond its import path: the class of every submodule and
-    the name, shape and dtype of every parameter and buffer (built on the meta device, so
-    nothing is allocated). Empty for the built-in networks, whose name says it all.
+    the name, shape and dtype of every parameter and buffer (of a copy built on the CPU, under a
+    forked RNG). Empty for the built-in networks, whose name says it all.
 
     Two factories that build different modules thus never share stored shards. An edit of a
     ``forward`` that changes none of these is not seen: give the factory a new name then.
     """
     if is_builtin(model):
         return {}
-    with torch.device("meta"):
+    with torch.random.fork_rng(devices=[]):
         module = build_custom(model, tuple(input_shape), n_classes)
     tensors = [*module.named_parameters(), *module.named_buffers()]
     return {

@@ -42,6 +42,8 @@ def load_source(
     example, a test class the training split lacks) raise ``InvalidDataset``, naming the
     dataset, split and example indices.
     """
+    if name == "table" and table is None:
+        raise ValueError("table needs `table`, a TableSpec naming the file and its label column")
     source = load_table(table) if name == "table" else _read_source(name, root, download, image_size, channels)
     source.check(name)
     return source
