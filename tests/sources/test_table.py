@@ -11,6 +11,7 @@ import torch
 from sklearn.datasets import load_wine
 
 from longtail.nets.ensemble import _prepare_data
+from longtail.params import DatasetParams, InvalidParameters, parse
 from longtail.pipelines.ingestion.nodes import load_and_split
 from longtail.sources import DatasetFilesMissing, InvalidDataset, TableSpec, load_source
 
@@ -131,3 +132,17 @@ def test_unknown_columns_files_and_types_are_named(tmp_path: Path, wine) -> None
     (tmp_path / "broken.parquet").write_bytes(b"not parquet")
     with pytest.raises(InvalidDataset, match="broken.parquet: unreadable parquet file"):
         load(tmp_path / "broken.parquet")
+
+
+def test_the_table_parameters_are_required_for_tables_and_refused_elsewhere() -> None:
+    common = {"test_fraction": 0.2, "seed": 0, "label_noise": 0.0}
+    with pytest.raises(InvalidParameters) as error:
+        parse(DatasetParams, {"name": "table", **common}, "dataset")
+    assert "dataset.path=None: required for dataset.name 'table'" in str(error.value)
+    assert "dataset.label_column=None: required for dataset.name 'table'" in str(error.value)
+    with pytest.raises(InvalidParameters, match="dataset.split_column='part': only used by dataset.name 'table', not 'digits'"):
+        parse(DatasetParams, {"name": "digits", "split_column": "part", **common}, "dataset")
+    table = {"name": "table", "path": "t.csv", "label_column": "y", **common}
+    with pytest.raises(InvalidParameters, match=r"dataset.feature_columns=\[\]: must list at least one column"):
+        parse(DatasetParams, {**table, "feature_columns": []}, "dataset")
+    assert parse(DatasetParams, {**table, "feature_columns": ["a", "b"]}, "dataset").feature_columns == ("a", "b")
