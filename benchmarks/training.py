@@ -2,13 +2,16 @@
 
     python benchmarks/training.py --preset mnist-mlp --json out.json [--models K] [--loop-models N] [--device cpu]
         [--precision fp32|bf16|auto]
+    python benchmarks/training.py --preset digits-mlp --json out.json --model custom_models:digits_mlp  # tests/ on PYTHONPATH
 
 Measures, in one process on the same data and configuration: models/s of
 ``train_ensemble`` and of the per-model reference ``train_one_by_one`` (timed on fewer
 models), the FLOP/s the ensemble achieves (forward+backward FLOPs counted with
 FlopCounterMode) and the device's float32 (CPU) or bf16 (CUDA) matmul FLOP/s. With a
 precision other than fp32 (``auto``: bf16 on CUDA, fp32 on CPU), the ensemble is also timed
-in fp32 and the speedup of the chosen precision over it is reported.
+in fp32 and the speedup of the chosen precision over it is reported. With ``--model``, the
+ensemble is the user's module vmapped (``longtail.nets.functional``), and the built-in
+stacked MLP of the same widths is timed beside it.
 
 Measured on a 2-core Intel Xeon (Sapphire Rapids, KVM), torch 2.14.1, CPU float32
 (details and tuning notes in docs/benchmarks.md, section "Training"):
@@ -160,6 +163,19 @@ def cpu_model() -> str:
         return platform.processor() or "cpu"
 
 
+def builtin_twin(preset: Preset, config: TrainConfig, model: str) -> TrainConfig:
+    """The built-in MLP with the hidden widths of the user's module ``model`` (which must be an
+    MLP of the same shape: same parameter count), to compare the vmapped path with the stacked one."""
+    (x, _), _ = preset.data()
+    custom = build_model(model, x.shape[1:], preset.n_classes)
+    widths = tuple(m.out_features for m in custom.modules() if isinstance(m, torch.nn.Linear))[:-1]
+    twin = replace(config, model="mlp", hidden_sizes=widths)
+    builtin = build_model("mlp", x.shape[1:], preset.n_classes, widths)
+    if not widths or sum(p.numel() for p in custom.parameters()) != sum(p.numel() for p in builtin.parameters()):
+        raise SystemExit(f"{model} is not an MLP like the built-in one; --model needs e.g. tests/custom_models.py:digits_mlp")
+    return twin
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=PRESETS, required=True)
@@ -169,11 +185,17 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=1, help="time each trainer this often, keep the best")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32")
+    parser.add_argument(
+        "--model", help="factory import path 'package.module:factory' of an MLP: its vmapped ensemble against the built-in stacked MLP"
+    )
     args = parser.parse_args()
 
     preset = PRESETS[args.preset]
     device = resolve_device(args.device)
     config = replace(preset.config, device=str(device), precision=resolve_precision(args.precision, str(device)))
+    if args.model:
+        builtin = builtin_twin(preset, config, args.model)
+        config = replace(config, model=args.model)
     n_models = args.models or preset.models
     load_before = os.getloadavg()[0]
     vectorized = models_per_second(train_ensemble, preset, config, n_models, args.repeats)
@@ -185,6 +207,7 @@ def main() -> None:
     peak = matmul_flops(device)
     result = {
         "preset": args.preset,
+        "model": config.model,
         "device": describe(device),
         "models": n_models,
         "precision": config.precision,
@@ -199,6 +222,9 @@ def main() -> None:
         "torch": torch.__version__,
         "load_average": [load_before, os.getloadavg()[0]],  # other work on the machine skews CPU timings
     }
+    if args.model:
+        result["builtin_stacked_models_per_s"] = models_per_second(train_ensemble, preset, builtin, n_models, args.repeats)
+        result["vmapped_over_builtin"] = vectorized / result["builtin_stacked_models_per_s"]
     print(json.dumps(result, indent=2))
     with open(args.json, "w") as f:
         json.dump(result, f, indent=2)

@@ -449,3 +449,24 @@ def convergence_figure(convergence: pd.DataFrame) -> Figure:
         ax.grid(alpha=0.3)
     fig.suptitle("Convergence with the number of models")
     return fig
+
+
+# ------------------------------------------------------------------------ tabular data
+
+
+def rows_table_figure(rows: pd.DataFrame, title: str) -> Figure:
+    """``rows`` drawn as a table (floats to 3 decimals): for tabular data, which has no images to
+    show, in place of the memorization grid and the influence figure. Empty ``rows`` give a
+    figure saying so."""
+    _require_frame(rows, "rows", ())
+    if rows.empty:
+        return _message_figure("no rows to show", title=title)
+    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in rows.itertuples(index=False)]
+    fig = Figure(figsize=(max(1.3 * len(rows.columns), 6.0), 0.2 * (len(rows) + 1) + 0.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.axis("off")
+    table = ax.table(cellText=cells, colLabels=[str(c) for c in rows.columns], loc="center", cellLoc="right")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    ax.set_title(title)
+    return fig

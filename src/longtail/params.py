@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from longtail.errors import UserFacingError
 
-DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder")
+DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder", "table")
 MODELS = ("mlp", "cnn", "resnet")
 SCHEDULES = ("constant", "cosine", "linear")
 
@@ -54,6 +54,30 @@ class DatasetParams(_Block):
             raise ValueError(f"only used by dataset.name 'image_folder', not {name!r}; remove it")
         return value
 
+    # table only: the file, its label column, and optionally its feature and split columns
+    path: str | None = Field(default=None, validate_default=True)
+    label_column: str | None = Field(default=None, validate_default=True)
+    feature_columns: tuple[str, ...] | None = None  # None = every column but the label and split columns
+    split_column: str | None = None  # a column holding 'train' / 'test'; None = split by test_fraction
+
+    @field_validator("path", "label_column", "feature_columns", "split_column")
+    @classmethod
+    def _table_only(cls, value: object, info: ValidationInfo) -> object:
+        name = info.data.get("name")
+        if info.field_name in ("path", "label_column") and name == "table" and value is None:
+            raise ValueError(f"required for dataset.name 'table': {_TABLE_FIELDS[info.field_name]}")
+        if value is not None and name not in (None, "table"):
+            raise ValueError(f"only used by dataset.name 'table', not {name!r}; remove it")
+        if info.field_name == "feature_columns" and value is not None and not value:
+            raise ValueError("must list at least one column, or be null for every column but the label and split")
+        return value
+
+
+_TABLE_FIELDS = {
+    "path": "the parquet or CSV file, relative to the project folder",
+    "label_column": "the column that holds each row's class",
+}
+
 
 class SamplingParams(_Block):
     n_models: int = Field(ge=2)
@@ -62,7 +86,7 @@ class SamplingParams(_Block):
 
 
 class TrainingParams(_Block):
-    model: Literal[MODELS]  # type: ignore[valid-type]
+    model: str  # one of MODELS, or a factory's import path 'package.module:factory' (docs/models.md)
     hidden_sizes: tuple[int, ...]
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
@@ -87,6 +111,15 @@ class TrainingParams(_Block):
         if not sizes or any(size < 1 for size in sizes):
             raise ValueError("must be a non-empty list of positive layer widths")
         return sizes
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        if model in MODELS:
+            return model
+        from longtail.nets.models import check_model  # noqa: PLC0415 - imports torch and the user's module
+
+        return check_model(model)
 
     @field_validator("device")
     @classmethod

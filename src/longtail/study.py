@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from longtail.executors import TrainingData
-from longtail.nets.ensemble import TrainConfig, resolve_device
-from longtail.params import SamplingParams, TrainingParams
 from longtail.errors import UserFacingError
+from longtail.nets.ensemble import TrainConfig, resolve_device
+from longtail.nets.models import custom_model_signature
+from longtail.params import SamplingParams, TrainingParams
 from longtail.shards import fingerprint
 from longtail.tracking import model_runs_table
 
@@ -68,7 +69,7 @@ def experiment_identity(data: TrainingData, config: TrainConfig, sampling: Sampl
         "format": STORE_FORMAT,
         "data": fingerprint(data.train_images, data.train_labels, data.test_images, data.test_labels),
         "sampling": {"subset_ratio": sampling.subset_ratio, "seed": sampling.seed},
-        "training": model_identity(config),
+        "training": {**model_identity(config), **custom_model_signature(config.model, data.train_images.shape[1:], data.n_classes)},
     }
 
 

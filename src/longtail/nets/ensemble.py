@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from longtail.nets.data import DataStreams, EpochPlan, channel_stats, crop_and_flip, model_seeds
-from longtail.nets.models import ARCHITECTURES, build_model
+from longtail.nets.models import build_model, check_model, is_builtin
 from longtail.nets.stacking import StateDict, stack_models, unstack_state_dicts
 
 logger = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ class TrainConfig:
     threads: int | None = None  # CPU threads; None = every core this process may use
 
     def __post_init__(self) -> None:
-        if self.model not in ARCHITECTURES:
-            raise ValueError(f"unknown model {self.model!r}; expected one of {ARCHITECTURES}")
+        check_model(self.model)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
         if self.precision not in PRECISIONS:
@@ -354,9 +353,10 @@ def _as_labels(y: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def _footprint(config: TrainConfig, input_shape: tuple[int, int, int], n_classes: int) -> tuple[int, int]:
-    """(parameters, values output by all leaf modules per example) of one model, inferred on the meta device."""
+    """(parameters, values output by all leaf modules per example) of one model, inferred on the meta device
+    (a user's module on the CPU: its forward may need real values, e.g. for control flow)."""
     sizes: list[int] = []
-    with torch.device("meta"):
+    with torch.device("meta" if is_builtin(config.model) else "cpu"):
         model = build_model(config.model, input_shape, n_classes, config.hidden_sizes).eval()
         for module in model.modules():
             if next(module.children(), None) is None:
@@ -465,7 +465,16 @@ def train_ensemble(
     alone determine each model's initialisation and data order. Every model is evaluated on
     every example of every eval set. Results are in the input row order.
     """
-    return _run(_train_stacked, images, labels, masks, model_ids, config, n_classes, eval_sets, progress)
+    return _run(_shard_trainer(config), images, labels, masks, model_ids, config, n_classes, eval_sets, progress)
+
+
+def _shard_trainer(config: TrainConfig) -> ShardTrainer:
+    """Built-in networks train stacked (faster than vmap, docs/benchmarks.md); any other module vmapped."""
+    if is_builtin(config.model):
+        return _train_stacked
+    from longtail.nets.functional import train_vmapped  # noqa: PLC0415 - functional builds on this module
+
+    return train_vmapped
 
 
 def train_one_by_one(

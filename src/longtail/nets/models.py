@@ -8,12 +8,19 @@ channel independently (activations, pooling, :class:`Residual`, :class:`Scale`).
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 ARCHITECTURES = ("mlp", "cnn", "resnet")
+#: ``package.module:factory``: a user's factory ``(input_shape, n_classes) -> nn.Module``.
+IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+ALLOWED_MODELS = f"one of {', '.join(ARCHITECTURES)}, or an import path 'package.module:factory' to a factory (input_shape, n_classes) -> torch.nn.Module"
 
 
 class Residual(nn.Module):
@@ -99,6 +106,56 @@ _BUILDERS: dict[str, Callable[[tuple[int, int, int], int, Sequence[int]], nn.Mod
 }
 
 
+class InvalidModel(ValueError):
+    """``training.model`` names no built-in network and no usable factory."""
+
+
+def is_builtin(model: str) -> bool:
+    return model in ARCHITECTURES
+
+
+def resolve_factory(path: str) -> Callable[..., Any]:
+    """The callable at ``package.module:factory`` (attributes may be dotted), checked to take
+    ``(input_shape, n_classes)``; ``InvalidModel`` naming the value and what is allowed."""
+    if not IMPORT_PATH.match(path):
+        raise InvalidModel(f"unknown model {path!r}; expected {ALLOWED_MODELS}")
+    module_name, attribute = path.split(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise InvalidModel(f"model {path!r}: cannot import {module_name!r} ({error}); expected {ALLOWED_MODELS}") from None
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise InvalidModel(f"model {path!r}: {module_name!r} has no attribute {attribute!r}; expected {ALLOWED_MODELS}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise InvalidModel(f"model {path!r} is not callable (it is of type {type(target).__name__}); expected {ALLOWED_MODELS}")
+    try:
+        inspect.signature(target).bind((1, 1, 1), 2)
+    except TypeError as error:
+        raise InvalidModel(f"model {path!r} cannot be called as factory(input_shape, n_classes) ({error})") from None
+    except ValueError:  # no signature to inspect (some builtins): calling it will tell
+        pass
+    return target
+
+
+def check_model(model: str) -> str:
+    """``model`` if it is a built-in name or resolves to a factory, else ``InvalidModel``."""
+    if not is_builtin(model):
+        resolve_factory(model)
+    return model
+
+
+def build_custom(path: str, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
+    """The module the factory at ``path`` builds for ``input_shape`` and ``n_classes``."""
+    module = resolve_factory(path)(tuple(input_shape), n_classes)
+    if not isinstance(module, nn.Module):
+        raise InvalidModel(
+            f"model {path!r} returned a {type(module).__name__}, not a torch.nn.Module; expected {ALLOWED_MODELS}"
+        )
+    return module
+
+
 def build_model(
     arch: str,
     input_shape: tuple[int, int, int],
@@ -107,8 +164,30 @@ def build_model(
 ) -> nn.Module:
     """A freshly initialised network mapping (B, C, H, W) images to (B, n_classes) logits.
 
+    ``arch`` is a built-in name or a factory's import path (:func:`resolve_factory`).
     ``hidden_sizes`` only applies to ``mlp``; ``cnn`` and ``resnet`` have fixed widths.
     """
-    if arch not in _BUILDERS:
-        raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHITECTURES}")
-    return _BUILDERS[arch](tuple(input_shape), n_classes, tuple(hidden_sizes))
+    if is_builtin(arch):
+        return _BUILDERS[arch](tuple(input_shape), n_classes, tuple(hidden_sizes))
+    return build_custom(arch, input_shape, n_classes)
+
+
+def custom_model_signature(model: str, input_shape: tuple[int, ...], n_classes: int) -> dict[str, Any]:
+    """What identifies a user's model beyond its import path: the class of every submodule and
+    the name, shape and dtype of every parameter and buffer (of a copy built on the CPU, under a
+    forked RNG). Empty for the built-in networks, whose name says it all.
+
+    Two factories that build different modules thus never share stored shards. An edit of a
+    ``forward`` that changes none of these is not seen: give the factory a new name then.
+    """
+    if is_builtin(model):
+        return {}
+    with torch.random.fork_rng(devices=[]):
+        module = build_custom(model, tuple(input_shape), n_classes)
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    return {
+        "model_signature": {
+            "modules": [f"{name}:{type(m).__module__}.{type(m).__qualname__}" for name, m in module.named_modules()],
+            "tensors": [f"{name}:{tuple(t.shape)}:{t.dtype}" for name, t in tensors],
+        }
+    }

@@ -14,12 +14,13 @@ from pathlib import Path
 from longtail.sources.base import DatasetFilesMissing, InvalidDataset, LabelledImages, Source
 from longtail.sources.bundled import digits, mnist5k
 from longtail.sources.image_folder import load_image_folder
+from longtail.sources.table import TableSpec, load_table
 from longtail.sources.torchvision_sets import LAYOUTS, load_torchvision_set
 
-__all__ = ["NAMES", "DatasetFilesMissing", "InvalidDataset", "LabelledImages", "Source", "load_source"]
+__all__ = ["NAMES", "DatasetFilesMissing", "InvalidDataset", "LabelledImages", "Source", "TableSpec", "load_source"]
 
 BUNDLED = {"digits": digits, "mnist5k": mnist5k}
-NAMES = (*BUNDLED, *LAYOUTS, "image_folder")
+NAMES = (*BUNDLED, *LAYOUTS, "image_folder", "table")
 
 
 def load_source(
@@ -29,17 +30,21 @@ def load_source(
     download: bool = False,
     image_size: int | None = None,
     channels: int | None = None,
+    table: TableSpec | None = None,
 ) -> Source:
     """Load the dataset ``name`` (one of ``NAMES``).
 
     ``root`` is where the torchvision datasets' folders are (or are downloaded to, with
     ``download``) and, for ``image_folder``, the image folder itself; ``image_size`` and
-    ``channels`` apply to ``image_folder`` only. The bundled datasets need none of them.
+    ``channels`` apply to ``image_folder`` only; ``table`` (the file and its columns) to
+    ``table`` only. The bundled datasets need none of them.
     Bad values (NaN pixels, labels outside the classes) and unusable classes (a single
     example, a test class the training split lacks) raise ``InvalidDataset``, naming the
     dataset, split and example indices.
     """
-    source = _read_source(name, root, download, image_size, channels)
+    if name == "table" and table is None:
+        raise ValueError("table needs `table`, a TableSpec naming the file and its label column")
+    source = load_table(table) if name == "table" else _read_source(name, root, download, image_size, channels)
     source.check(name)
     return source
 

@@ -25,13 +25,15 @@ class InvalidDataset(UserFacingError, ValueError):
 class LabelledImages:
     """A dataset as arrays: ``images`` float32 (N, C, H, W) in [0, 1], ``labels`` int64 (N,).
 
-    ``paths`` are the image files (relative to the dataset's root) where a source has them.
+    ``paths`` are the image files (relative to the dataset's root) where a source has them,
+    ``row_ids`` the rows of a table file.
     """
 
     images: np.ndarray
     labels: np.ndarray
     class_names: tuple[str, ...]
     paths: tuple[str, ...] | None = None
+    row_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
@@ -40,6 +42,8 @@ class LabelledImages:
             raise InvalidDataset([f"{len(self.images)} images but {len(self.labels)} labels"])
         if self.paths is not None and len(self.paths) != len(self.labels):
             raise InvalidDataset([f"{len(self.paths)} paths but {len(self.labels)} labels"])
+        if self.row_ids is not None and len(self.row_ids) != len(self.labels):
+            raise InvalidDataset([f"{len(self.row_ids)} row ids but {len(self.labels)} labels"])
 
     def problems(self, where: str) -> list[str]:
         """Bad values, each named by ``where`` (dataset and split) and example index."""
@@ -58,7 +62,8 @@ class LabelledImages:
     def subset(self, rows: np.ndarray) -> LabelledImages:
         """The examples at ``rows``, in that order."""
         paths = None if self.paths is None else tuple(self.paths[i] for i in rows)
-        return LabelledImages(self.images[rows], self.labels[rows], self.class_names, paths)
+        row_ids = None if self.row_ids is None else self.row_ids[rows]
+        return LabelledImages(self.images[rows], self.labels[rows], self.class_names, paths, row_ids)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from longtail.params import DatasetParams, parse
-from longtail.sources import LabelledImages, Source, load_source
+from longtail.sources import LabelledImages, Source, TableSpec, load_source
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +24,19 @@ Part = tuple[LabelledImages, np.ndarray]  # a split's examples and their positio
 def load_and_split(dataset: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Read the dataset named in the parameters and split it (see ``split_source``)."""
     params = parse(DatasetParams, dataset, "dataset")
+    table = None
+    if params.name == "table":
+        table = TableSpec(params.path, params.label_column, params.feature_columns, params.split_column)
     source = load_source(
-        params.name, params.root, download=params.download, image_size=params.image_size, channels=params.channels
+        params.name,
+        params.root,
+        download=params.download,
+        image_size=params.image_size,
+        channels=params.channels,
+        table=table,
     )
     logger.info(
-        "loaded %s: %d images of shape %s%s",
+        "loaded %s: %d examples of shape %s%s",
         params.name,
         len(source.train.labels),
         source.train.images.shape[1:],
@@ -44,7 +52,7 @@ def split_source(source: Source, test_fraction: float, seed: int) -> tuple[np.nd
     ``test_fraction`` of its examples becomes the test split. Columns: ``split``, ``index``
     (position within its split), ``source_index`` (position in the source's split it comes
     from), ``original_label``, ``class_name`` (of the original label) and, for sources with
-    files, ``path``.
+    files, ``path``, for tables ``row_id`` (the row in the file).
     """
     if source.test is None:
         train, test = _stratified_split(source.train, test_fraction, seed)
@@ -75,6 +83,8 @@ def _split_table(split: str, part: LabelledImages, source_rows: np.ndarray) -> p
             "class_name": np.asarray(part.class_names, dtype=object)[part.labels],
         }
     )
+    if part.row_ids is not None:
+        table = table.assign(row_id=part.row_ids)
     return table if part.paths is None else table.assign(path=list(part.paths))
 
 

@@ -27,11 +27,62 @@ def class_names(examples: pd.DataFrame) -> list[str] | None:
     return None if len(names) != n_classes else [str(names[c]) for c in range(n_classes)]
 
 
+def is_table(examples: pd.DataFrame) -> bool:
+    """Tabular data (rows of a file, no images to show)."""
+    return "row_id" in examples
+
+
+def _rows_of(examples: pd.DataFrame, split: str) -> pd.DataFrame:
+    """One split's examples indexed by their position in it."""
+    return examples[examples["split"] == split].set_index("index")
+
+
+def _named(labels: pd.Series, examples: pd.DataFrame) -> list[str]:
+    """The class names of (training) labels."""
+    names = class_names(examples)
+    return [names[int(label)] if names else str(label) for label in labels]
+
+
+def most_memorized_rows(memorization_scores: pd.DataFrame, examples: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` training rows with the highest memorization: their row in the file, class
+    (of the label trained on), whether that label was flipped, and the estimate."""
+    scores = memorization_scores[np.isfinite(memorization_scores["mem"].to_numpy(dtype=float))]
+    top = scores.sort_values(["mem", "index"], ascending=[False, True], kind="mergesort").head(n)
+    train = _rows_of(examples, "train").loc[top["index"]]
+    return pd.DataFrame(
+        {
+            "row_id": train["row_id"].to_numpy(),
+            "class": _named(train["label"], examples),
+            "noisy": train["noisy"].to_numpy(),
+            **{column: top[column].to_numpy(dtype=float) for column in ("mem", "mem_se", "p_in", "p_out")},
+        }
+    )
+
+
+def strongest_pairs(pairs: pd.DataFrame, examples: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` strongest pairs: the training and the test row in the file, their labels, infl and mem."""
+    top = pairs.sort_values(["infl", "train_index", "test_index"], ascending=[False, True, True], kind="mergesort").head(n)
+    train, test = _rows_of(examples, "train").loc[top["train_index"]], _rows_of(examples, "test").loc[top["test_index"]]
+    return pd.DataFrame(
+        {
+            "train_row_id": train["row_id"].to_numpy(),
+            "train_class": _named(train["label"], examples),
+            "mem": top["mem"].to_numpy(dtype=float),
+            "test_row_id": test["row_id"].to_numpy(),
+            "test_class": _named(test["label"], examples),
+            "infl": top["infl"].to_numpy(dtype=float),
+        }
+    )
+
+
 def plot_memorization_grid(
     train_images: np.ndarray, memorization_scores: pd.DataFrame, examples: pd.DataFrame, reporting: dict[str, Any]
 ) -> Figure:
     """Training images sorted by memorization, rows from low to high (the paper's Figure 1)."""
     params = parse(ReportingParams, reporting, "reporting")
+    if is_table(examples):
+        rows = most_memorized_rows(memorization_scores, examples, params.grid_rows * params.grid_per_row)
+        return figures.rows_table_figure(rows, "Most memorized training rows")
     return figures.memorization_grid(
         train_images,
         memorization_scores,
@@ -60,6 +111,9 @@ def plot_influence_pairs(
         (influence_pairs["infl"] >= cutoffs.influence_threshold)
         & (influence_pairs["mem"] >= cutoffs.memorization_threshold)
     ]
+    if is_table(examples):
+        rows = strongest_pairs(selected, examples, params.influence_rows * params.influence_per_row)
+        return figures.rows_table_figure(rows, "High-influence pairs: training row and the test row it influences")
     return figures.influence_figure(
         train_images,
         test_images,
