@@ -73,6 +73,12 @@ def run_kedro(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="session")
+def kedro_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """``run_kedro`` for the test modules (which cannot import conftest)."""
+    return run_kedro
+
+
+@pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     """One ``kedro run --env smoke`` in a project copy, shared by the tests that need a finished
     study on disk and in MLflow (the browser tests) or its console output (the CLI tests)."""
