@@ -126,11 +126,20 @@ class RemovalParams(_Block):
 
 
 class ReportingParams(_Block):
-    grid_rows: int = Field(ge=1)
-    grid_per_row: int = Field(ge=1)
+    grid_levels: tuple[float, ...]  # memorization grid: one row per level, the last one a floor
+    grid_classes: int = Field(ge=1)  # at most this many classes (columns) in the grid
+    grid_per_class: int = Field(ge=1)  # examples per class and level
     influence_rows: int = Field(ge=1)
     influence_per_row: int = Field(ge=1)
     seed: int = Field(ge=0)
+
+
+    @field_validator("grid_levels")
+    @classmethod
+    def _increasing_levels(cls, levels: tuple[float, ...]) -> tuple[float, ...]:
+        if len(levels) < 2 or any(b <= a for a, b in zip(levels, levels[1:])):
+            raise ValueError("must be at least two increasing memorization levels, e.g. [0, 0.25, 0.5, 0.75, 0.9]")
+        return levels
 
 
 class DiagnosticsParams(_Block):

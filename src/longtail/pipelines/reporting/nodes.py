@@ -30,13 +30,14 @@ def class_names(examples: pd.DataFrame) -> list[str] | None:
 def plot_memorization_grid(
     train_images: np.ndarray, memorization_scores: pd.DataFrame, examples: pd.DataFrame, reporting: dict[str, Any]
 ) -> Figure:
-    """Training images sorted by memorization, rows from low to high (the paper's Figure 1)."""
+    """Training images by class, from typical to most memorized (the paper's Figure 1)."""
     params = parse(ReportingParams, reporting, "reporting")
     return figures.memorization_grid(
         train_images,
         memorization_scores,
-        n_rows=params.grid_rows,
-        per_row=params.grid_per_row,
+        levels=params.grid_levels,
+        max_classes=params.grid_classes,
+        per_class=params.grid_per_class,
         seed=params.seed,
         class_names=class_names(examples),
     )
