@@ -140,12 +140,8 @@ def study_summary(metrics: dict[str, float]) -> str:
     """The parent run's description (Markdown, shown at the top of its page): the headline
     metrics among ``metrics`` (those a partial run did not compute are left out) and where
     the figures are."""
-    lines = [
-        f"| {label} | {fmt.format(metrics[key])} | `{key}` |"
-        for key, label, fmt in HEADLINE_METRICS
-        if key in metrics
-    ]
-    table = ["| headline | value | metric |", "|---|---|---|", *lines] if lines else []
+    lines = [f"| {label} | {fmt.format(metrics[key])} |" for key, label, fmt in HEADLINE_METRICS if key in metrics]
+    table = ["| headline | |", "|---|---|", *lines] if lines else []
     return "\n".join([*table, "", "Figures: **Artifacts** tab, folder `figures/` (diagnostics in `diagnostics/`)."])
 
 
