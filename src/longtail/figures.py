@@ -196,6 +196,11 @@ def _grid_classes(ranked: pd.DataFrame, top_row: int, max_classes: int) -> list:
     return sorted(order[:max_classes])
 
 
+def _two_decimals(value: float) -> str:
+    """``value`` to two decimals, without the ``-0.00`` of a tiny negative estimate."""
+    return f"{value:.2f}".replace("-0.00", "0.00")
+
+
 def _pick(cell: pd.DataFrame, per_class: int, rng: np.random.Generator) -> pd.DataFrame:
     """``per_class`` examples of one level and class, drawn with ``rng``, in increasing mem."""
     if len(cell) > per_class:
@@ -242,7 +247,7 @@ def memorization_grid(
             cell_axes = row_axes[position * per_class : (position + 1) * per_class]
             shown = _pick(in_row[in_row["label"] == label], per_class, rng)
             for ax, idx, mem in zip(cell_axes, shown["index"], shown["mem"]):
-                _show_image(ax, images[int(idx)], f"{_label_name(label, class_names)} · {mem:.2f}")
+                _show_image(ax, images[int(idx)], f"{_label_name(label, class_names)} · {_two_decimals(mem)}")
             _blank(cell_axes[len(shown):])
             if shown.empty:
                 cell_axes[0].text(0.5, 0.5, NO_EXAMPLE, ha="center", va="center", fontsize=6,
