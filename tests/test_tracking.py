@@ -141,7 +141,9 @@ def test_without_a_server_runs_are_kept_locally_and_uploaded_later(make_project)
     assert upload_runs(offline, target) == 25
     assert upload_runs(offline, target) == 0  # nothing twice
     server = MlflowClient(target)
-    copied = server.search_runs([server.get_experiment_by_name("longtail").experiment_id], max_results=100)
+    uploaded = server.get_experiment_by_name("longtail")
+    assert uploaded.tags["mlflow.experimentKind"] == "custom_model_development"
+    copied = server.search_runs([uploaded.experiment_id], max_results=100)
     parent = next(r for r in copied if "mlflow.parentRunId" not in r.data.tags)
     children = [r for r in copied if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 24

@@ -241,13 +241,14 @@ def _copy_run(source: MlflowClient, target: MlflowClient, run: Any, experiment_i
 def upload_runs(source_uri: str, target_uri: str, experiment: str = "longtail") -> int:
     """Copy the runs of ``experiment`` that were kept in a local store (``tracking.required:
     false``) to another store, parents before children, with params, metric histories, tags
-    and artefacts; each copied run is tagged so that a second upload skips it."""
+    and artefacts (an experiment created there gets the local one's tags); each copied run is
+    tagged so that a second upload skips it."""
     source, target = MlflowClient(source_uri), MlflowClient(target_uri)
     found = source.get_experiment_by_name(experiment)
     if found is None:
         return 0
     destination = target.get_experiment_by_name(experiment)
-    experiment_id = destination.experiment_id if destination else target.create_experiment(experiment)
+    experiment_id = destination.experiment_id if destination else target.create_experiment(experiment, tags=found.tags)
     runs = source.search_runs([found.experiment_id], "", max_results=50000, order_by=["attributes.start_time ASC"])
     pending = [r for r in runs if "longtail.uploaded_to" not in r.data.tags]
     pending.sort(key=lambda r: MLFLOW_PARENT_RUN_ID in r.data.tags)
