@@ -95,10 +95,10 @@ class TrackingAvailabilityHook:
 
 
 class MlflowStudyHook:
-    """Makes the MLflow UI open on the study. The experiment gets the tags of
-    ``mlflow.yml``'s ``create_experiment_kwargs`` even when it was created before they were
-    configured (``mlflow.experimentKind: custom_model_development`` opens MLflow 3's UI on the
-    runs table instead of its GenAI overview), and the parent run is named for the study
+    """Makes the MLflow UI show the study. The experiment gets the tags of ``mlflow.yml``'s
+    ``create_experiment_kwargs`` even when it was created before they were configured
+    (``mlflow.experimentKind: custom_model_development`` marks it as model training, not GenAI,
+    for MLflow 3's UI), and the parent run is named for the study
     (``tracking.study_run_name``) with the pipelines it ran in the ``longtail.pipelines`` tag,
     after kedro-mlflow's hooks (``trylast``) have set the experiment up and started the run;
     at the end the run's description gets the headline metrics (``tracking.study_summary``)."""

@@ -41,6 +41,7 @@ class _LibraryWarningFilter(logging.Filter):
 
 logging.getLogger("py.warnings").addFilter(_LibraryWarningFilter())
 
+
 def _tracking_uri(database: str = "mlflow.db") -> str:
     """``MLFLOW_TRACKING_URI`` when set, else the SQLite store ``database`` in the project root.
 
