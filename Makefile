@@ -26,8 +26,10 @@ test: install
 viz: install
 	$(BIN)/kedro viz run --host 127.0.0.1 --port 4141
 
+# MLflow 3's UI opens on its GenAI pages unless told otherwise: the link below opens the runs table
 mlflow-ui: install
+	@echo "The study's runs: http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build .pytest_cache test-output

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import mlflow
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+KEDRO = str(Path(sys.executable).with_name("kedro"))
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
@@ -18,9 +21,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 def _copy_project(root: Path) -> Path:
-    """The project's pyproject, configuration and an empty src/; no data, no mlflow.db, no conf/local."""
+    """The project's pyproject, telemetry choice, configuration and an empty src/; no data,
+    no mlflow.db, no conf/local."""
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
     (root / "data").mkdir()
@@ -58,3 +63,26 @@ def module_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def make_project(tmp_path: Path) -> Callable[[str], Path]:
     """Make named project copies (not made the working directory), e.g. for subprocesses."""
     return lambda name: _copy_project(tmp_path / name)
+
+
+def run_kedro(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """``kedro <args>`` in ``root`` as a user types it: no telemetry opt-out in the environment
+    (the project's ``.telemetry`` answers), the project's own MLflow store, a wide console."""
+    env = {key: value for key, value in os.environ.items() if key not in ("DO_NOT_TRACK", "KEDRO_DISABLE_TELEMETRY", "MLFLOW_TRACKING_URI")}
+    return subprocess.run([KEDRO, *args], cwd=root, env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def kedro_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """``run_kedro`` for the test modules (which cannot import conftest)."""
+    return run_kedro
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One ``kedro run --env smoke`` in a project copy, shared by the tests that need a finished
+    study on disk and in MLflow (the browser tests) or its console output (the CLI tests)."""
+    root = _copy_project(tmp_path_factory.mktemp("smoke"))
+    result = run_kedro(root, "run", "--env", "smoke")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root, result

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-KEDRO = str(Path(sys.executable).with_name("kedro"))
-
-
-def kedro_run(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "200"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([KEDRO, "run", "--env", "smoke", *args], cwd=root, env=env, capture_output=True, text=True, timeout=300)
 
 
 def written_files(root: Path) -> list[Path]:
@@ -34,10 +24,10 @@ def written_files(root: Path) -> list[Path]:
     ],
 )
 def test_a_user_mistake_gives_one_message_and_no_trace(
-    make_project: Callable[[str], Path], params: str, expected: list[str]
+    make_project: Callable[[str], Path], kedro_cli: Callable[..., subprocess.CompletedProcess], params: str, expected: list[str]
 ) -> None:
     root = make_project("cli")
-    result = kedro_run(root, "--params", params)
+    result = kedro_cli(root, "run", "--env", "smoke", "--params", params)
     assert result.returncode == 1
     assert "Error:" in result.stderr
     for text in expected:
@@ -45,3 +35,21 @@ def test_a_user_mistake_gives_one_message_and_no_trace(
     assert "Traceback" not in result.stdout + result.stderr
     assert "╭" not in result.stderr  # no rich traceback box either
     assert written_files(root) == []
+
+
+# What a run printed before the project silenced or fixed them (issue 12): third-party warnings
+# about the libraries' own code, Kedro replacing catalog entries, and the telemetry notice.
+NOISE = (
+    "register_new_resolver",
+    "Add type hints to the `predict` method",
+    "Replacing dataset",
+    "telemetry",
+    "Failed to send",
+    "Warning:",
+)
+
+
+def test_a_run_prints_the_studys_own_lines_and_no_library_noise(smoke_run: tuple[Path, subprocess.CompletedProcess]) -> None:
+    output = smoke_run[1].stdout + smoke_run[1].stderr
+    assert "models 24/24" in output and "Pipeline execution completed successfully" in output
+    assert [noise for noise in NOISE if noise in output] == []

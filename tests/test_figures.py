@@ -162,15 +162,10 @@ def test_removal_summary_sorted_by_strategy_then_removed(curve: pd.DataFrame) ->
     assert list(summary["n_removed"]) == [100, 300, 100, 300]
 
 
-def test_t_quantile_with_and_without_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
-    known = {1: 12.706204736174707, 2: T975_DF2, 10: 2.2281388519649385, 30: 2.0422724563012378,
-             31: 2.0395134463964077, 100: 1.9839715185235556}
-    scipy_available = figures._student_t is not None
+def test_t_quantile_matches_known_values() -> None:
+    known = {1: 12.706204736174707, 2: T975_DF2, 10: 2.2281388519649385, 30: 2.0422724563012378, 100: 1.9839715185235556}
     for df, value in known.items():
-        assert t_quantile_975(df) == pytest.approx(value, abs=1e-9 if scipy_available else 1e-5)
-    monkeypatch.setattr(figures, "_student_t", None)  # exercise the table / expansion fallback
-    for df, value in known.items():
-        assert t_quantile_975(df) == pytest.approx(value, abs=1e-5)
+        assert t_quantile_975(df) == pytest.approx(value, abs=1e-9)
     with pytest.raises(ValueError, match="degrees of freedom"):
         t_quantile_975(0)
 
@@ -193,6 +188,7 @@ def test_removal_curve_figure_contents(curve: pd.DataFrame) -> None:
     assert ax.get_ylabel() == "test accuracy"
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert len(legend) == 2 and any("memorization" in t for t in legend) and any("random" in t for t in legend)
+    assert all(t.endswith("mean of 3 models per point") for t in legend)  # 3 repeats per point
     # Plotted means equal the summary means, points ordered by train_fraction.
     summary = removal_summary(curve)
     for line, strategy in zip(ax.get_lines(), ["memorization", "random"]):
@@ -210,6 +206,13 @@ def test_removal_curve_single_repeat_has_no_band(curve: pd.DataFrame) -> None:
     (ax,) = fig.axes
     assert not any(isinstance(c, PolyCollection) for c in ax.collections)
     assert len(ax.get_lines()) == 2
+    assert all(t.get_text().endswith("mean of 1 model per point") for t in ax.get_legend().get_texts())
+
+
+def test_removal_curve_states_a_varying_number_of_models(curve: pd.DataFrame) -> None:
+    fig = removal_curve_figure(curve.drop(index=0))  # one memorization point lost a repeat
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[0].endswith("mean of 2–3 models per point") and legend[1].endswith("mean of 3 models per point")
 
 
 # ------------------------------------------------------------------------------ histogram
@@ -243,62 +246,106 @@ def test_histogram_requires_mem_column(scores: pd.DataFrame) -> None:
 # ----------------------------------------------------------------------------------- grid
 
 
-def _grid_rows(fig: Figure, per_row: int) -> list[list[tuple[int, float, object]]]:
-    """(label, mem, axes) per image, grouped per row of the grid (axes are row-major)."""
-    axes = fig.axes
-    rows = []
-    for start in range(0, len(axes), per_row):
-        row = []
-        for ax in axes[start:start + per_row]:
-            if ax.images:
-                label, mem = ax.get_title().split(" · ")
-                row.append((int(label), float(mem), ax))
-        rows.append(row)
-    return rows
+LEVELS = (0.0, 0.25, 0.5, 0.75, 0.9)
 
 
-def test_grid_rows_follow_memorization_bands(gray_images: np.ndarray, scores: pd.DataFrame) -> None:
-    fig = memorization_grid(gray_images, scores, n_rows=3, per_row=4, seed=0)
-    assert len(fig.axes) == 12
-    assert len(_image_axes(fig)) == 12
-    rows = _grid_rows(fig, per_row=4)
-    finite = scores.dropna().sort_values("mem")
-    bands = np.array_split(finite["mem"].to_numpy(), 3)  # independent equal-count bands
-    for row, band in zip(rows, bands):
-        mems = [m for _, m, _ in row]
-        assert mems == sorted(mems)
-        for label, mem, ax in row:
-            true_mem = scores.loc[scores["index"] == label, "mem"].item()
-            assert not np.isnan(true_mem)
-            assert mem == pytest.approx(true_mem, abs=0.005)
-            assert band.min() <= true_mem <= band.max()
-            # The image shown is the one of the example named in the title.
-            np.testing.assert_array_equal(np.asarray(ax.images[0].get_array()), gray_images[label, 0])
-        assert row[0][2].get_ylabel() == f"mem {band.min():.2f}–{band.max():.2f}"
-    maxima = [max(m for _, m, _ in r) for r in rows]
-    minima = [min(m for _, m, _ in r) for r in rows]
-    assert all(hi <= lo for hi, lo in zip(maxima, minima[1:])), "rows must increase in mem"
+@pytest.fixture
+def class_scores() -> tuple[np.ndarray, pd.DataFrame]:
+    """300 examples of 3 classes with mem spread over [-0.1, 1] (a few NaN), and images whose
+    constant pixel value is index / 1000, so that a shown image names its example."""
+    rng = np.random.default_rng(4)
+    n = 300
+    mem = rng.uniform(-0.1, 1.0, n)
+    mem[rng.choice(n, 10, replace=False)] = np.nan
+    scores = pd.DataFrame({"index": rng.permutation(n), "label": rng.integers(0, 3, n), "mem": mem})
+    images = np.broadcast_to((np.arange(n) / 1000.0)[:, None, None, None], (n, 1, 4, 4)).astype(np.float32)
+    return images, scores
 
 
-def test_grid_is_seeded(gray_images: np.ndarray, scores: pd.DataFrame) -> None:
+def _nearest_level(mem: float) -> int:
+    """Brute force: the last level is a floor; below it, the nearest of the others."""
+    if np.isnan(mem):
+        return -1
+    if mem >= LEVELS[-1]:
+        return len(LEVELS) - 1
+    return int(np.argmin([abs(mem - level) for level in LEVELS[:-1]]))
+
+
+def test_levels_are_nearest_below_the_last_and_a_floor_at_it() -> None:
+    mem = np.r_[np.random.default_rng(5).uniform(-0.3, 1.2, 500), np.nan, 0.9, 0.8999]
+    expected = [_nearest_level(m) for m in mem]
+    assert figures.memorization_levels(mem, LEVELS).tolist() == expected
+    with pytest.raises(ValueError, match="increasing"):
+        figures.memorization_levels(mem, (0.5, 0.25))
+    with pytest.raises(ValueError, match="at least two"):
+        figures.memorization_levels(mem, (0.5,))
+
+
+def _shown(fig: Figure, n_cols: int) -> list[tuple[int, int, int, float]]:
+    """(row, column, example index, mem in the title) of every image of the grid."""
+    cells = []
+    for position, ax in enumerate(fig.axes):
+        if ax.images:
+            label, mem = ax.get_title().split(" · ")
+            index = round(float(np.asarray(ax.images[0].get_array())[0, 0]) * 1000)
+            cells.append((position // n_cols, position % n_cols, index, float(mem)))
+    return cells
+
+
+def test_grid_rows_rise_through_the_levels_and_columns_are_classes(class_scores) -> None:
+    images, scores = class_scores
+    fig = figures.memorization_grid(images, scores, levels=LEVELS, per_class=2, seed=0)
+    assert len(fig.axes) == len(LEVELS) * 3 * 2
+    by_index = scores.set_index("index")
+    shown = _shown(fig, n_cols=6)
+    assert len(shown) == len(LEVELS) * 3 * 2  # every level has at least two examples of each class here
+    for row, column, index, mem in shown:
+        assert by_index.at[index, "label"] == column // 2
+        assert _nearest_level(by_index.at[index, "mem"]) == row
+        assert mem == pytest.approx(by_index.at[index, "mem"], abs=0.005)
+    counts = pd.Series([_nearest_level(m) for m in scores["mem"]]).value_counts()
+    first_column = fig.axes[:: 3 * 2]
+    assert first_column[1].get_ylabel() == f"mem ≈ 0.25\n({counts[1]:,} examples)"
+    assert first_column[-1].get_ylabel() == f"mem ≥ 0.90\n({counts[4]:,} examples)"
+
+
+def test_a_level_without_an_example_says_so(class_scores) -> None:
+    images, scores = class_scores
+    scores = scores[~((scores["label"] == 1) & (scores["mem"] >= 0.9))]
+    fig = figures.memorization_grid(images, scores, levels=LEVELS)
+    empty = fig.axes[4 * 3 + 1]  # last row, class 1
+    assert not empty.images and [t.get_text() for t in empty.texts] == [figures.NO_EXAMPLE]
+    assert len(_shown(fig, n_cols=3)) == len(LEVELS) * 3 - 1
+
+
+def test_with_many_classes_the_grid_shows_those_with_most_memorized_examples(class_scores) -> None:
+    images, scores = class_scores
+    top = scores["mem"] >= 0.9
+    scores = scores.assign(label=np.where(top, scores["label"] * 2, scores["label"] * 2 + 1))  # 6 classes
+    counts = scores[top]["label"].value_counts()
+    expected = sorted(sorted(counts.index, key=lambda label: (-counts[label], label))[:2])  # ties: lower label
+    fig = figures.memorization_grid(images, scores, levels=LEVELS, max_classes=2)
+    columns = {column: scores.set_index("index").at[index, "label"] for _, column, index, _ in _shown(fig, 2)}
+    assert [columns[0], columns[1]] == expected
+
+
+def test_grid_is_seeded(class_scores) -> None:
+    images, scores = class_scores
+
     def titles(seed: int) -> list[str]:
-        fig = memorization_grid(gray_images, scores, n_rows=3, per_row=4, seed=seed)
-        return [ax.get_title() for ax in fig.axes]
+        return [ax.get_title() for ax in figures.memorization_grid(images, scores, levels=LEVELS, seed=seed).axes]
 
     assert titles(5) == titles(5)
     assert titles(5) != titles(6)
 
 
-def test_grid_rgb_and_small_bands(scores: pd.DataFrame) -> None:
-    images = np.random.default_rng(0).random((60, 3, 4, 4), dtype=np.float32)
-    few = scores.iloc[:5]  # 5 finite scores, 2 bands of 3 and 2 examples
-    fig = memorization_grid(images, few, n_rows=2, per_row=4, class_names=[f"c{i}" for i in range(60)])
-    assert len(fig.axes) == 8
+def test_grid_rgb_with_class_names(class_scores) -> None:
+    _, scores = class_scores
+    images = np.random.default_rng(0).random((300, 3, 4, 4), dtype=np.float32)
+    fig = figures.memorization_grid(images, scores, levels=LEVELS, class_names=["cat", "dog", "owl"])
     image_axes = _image_axes(fig)
-    assert len(image_axes) == 5
-    assert all(ax.get_title().startswith("c") for ax in image_axes)
-    shown = image_axes[0].images[0].get_array()
-    assert shown.shape == (4, 4, 3)  # CHW -> HWC
+    assert {ax.get_title().split(" · ")[0] for ax in image_axes} == {"cat", "dog", "owl"}
+    assert image_axes[0].images[0].get_array().shape == (4, 4, 3)  # CHW -> HWC
     assert _png_bytes(fig).startswith(PNG_SIGNATURE)
 
 
@@ -313,6 +360,8 @@ def test_grid_invalid_inputs(gray_images: np.ndarray, scores: pd.DataFrame) -> N
         memorization_grid(gray_images[:30], scores)
     with pytest.raises(ValueError, match="class_names"):
         memorization_grid(gray_images, scores, class_names=["a", "b"])
+    with pytest.raises(ValueError, match="increasing"):
+        memorization_grid(gray_images, scores, levels=(0.5, 0.1))
 
 
 # ------------------------------------------------------------------------------ influence
@@ -336,6 +385,23 @@ def test_influence_rows_are_top_training_examples(influence_inputs: dict) -> Non
             assert ax.get_title() == f"{name} · infl {infl:.2f}"
             np.testing.assert_array_equal(np.asarray(ax.images[0].get_array()), test[test_idx].transpose(1, 2, 0))
     assert _png_bytes(fig).startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.parametrize("columns", ["se", "interval"])
+def test_influence_titles_give_each_infl_its_interval(influence_inputs: dict, columns: str) -> None:
+    pairs = influence_inputs["pairs"]
+    se = np.linspace(0.01, 0.07, len(pairs))
+    if columns == "se":  # normal 95%: infl ± 1.959964 se
+        lo, hi = pairs["infl"] - 1.959964 * se, pairs["infl"] + 1.959964 * se
+        pairs = pairs.assign(infl_se=se)
+    else:  # a given interval wins over the standard error
+        lo, hi = pairs["infl"] - se, pairs["infl"] + 2 * se
+        pairs = pairs.assign(infl_se=1.0, infl_lo=lo, infl_hi=hi)
+    fig = influence_figure(**dict(influence_inputs, pairs=pairs), n_rows=1, per_row=3)
+    titles = [ax.get_title() for ax in fig.axes[1:]]
+    strongest = [1, 2, 0]  # train 4's test examples by infl: 0.9, 0.5, 0.3
+    expected = [f"{t % 3} · infl {pairs['infl'][t]:.2f}\n[{lo[t]:.2f}, {hi[t]:.2f}]" for t in strongest]
+    assert titles == expected
 
 
 def test_influence_fewer_training_examples_than_rows(influence_inputs: dict) -> None:
@@ -375,7 +441,7 @@ def test_figures_do_not_touch_pyplot(gray_images, scores, curve, influence_input
 
     before = plt.get_fignums()
     memorization_histogram(scores)
-    memorization_grid(gray_images, scores, n_rows=2, per_row=2)
+    memorization_grid(gray_images, scores, levels=(0.0, 0.5))
     influence_figure(**influence_inputs)
     removal_curve_figure(curve)
     assert plt.get_fignums() == before

@@ -16,7 +16,17 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from longtail.tracking import log_model_runs, model_runs_table, server_answers, upload_runs
+from longtail.tracking import (
+    HEADLINE_METRICS,
+    RUN_NAME_COLUMN,
+    add_missing_experiment_tags,
+    log_model_runs,
+    model_runs_table,
+    server_answers,
+    study_run_name,
+    study_summary,
+    upload_runs,
+)
 
 
 @pytest.fixture
@@ -131,7 +141,9 @@ def test_without_a_server_runs_are_kept_locally_and_uploaded_later(make_project)
     assert upload_runs(offline, target) == 25
     assert upload_runs(offline, target) == 0  # nothing twice
     server = MlflowClient(target)
-    copied = server.search_runs([server.get_experiment_by_name("longtail").experiment_id], max_results=100)
+    uploaded = server.get_experiment_by_name("longtail")
+    assert uploaded.tags["mlflow.experimentKind"] == "custom_model_development"
+    copied = server.search_runs([uploaded.experiment_id], max_results=100)
     parent = next(r for r in copied if "mlflow.parentRunId" not in r.data.tags)
     children = [r for r in copied if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 24
@@ -140,3 +152,63 @@ def test_without_a_server_runs_are_kept_locally_and_uploaded_later(make_project)
     assert children[0].data.metrics == original.data.metrics
     history = server.get_metric_history(children[0].info.run_id, "epoch_loss")
     assert len(history) == 4 and children[0].info.status == "FINISHED"
+
+
+def test_child_runs_are_named_by_source_and_index_or_by_their_run_name_column(store: str) -> None:
+    table, *_ = _table(3)
+    named = table.assign(**{RUN_NAME_COLUMN: ["removal-t0.50-memorization-r1", "a", "b"]})
+    with mlflow.start_run() as parent:
+        log_model_runs(table.iloc[[2]], source="subset")
+        log_model_runs(table.iloc[[1]], source="proxy")
+        log_model_runs(named.iloc[[0]], source="removal")
+    children = MlflowClient().search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(r.info.run_name for r in children) == ["proxy-1", "removal-t0.50-memorization-r1", "subset-0002"]
+
+
+def _parameters(model: str = "mlp", sampling_seed: int = 0, training_seed: int = 0) -> dict:
+    return {
+        "dataset": {"name": "mnist5k"},
+        "sampling": {"n_models": 500, "seed": sampling_seed},
+        "training": {"model": model, "hidden_sizes": [512, 256], "seed": training_seed},
+    }
+
+
+def test_the_parent_run_is_named_for_the_study() -> None:
+    assert study_run_name(_parameters()) == "mnist5k · 500 × mlp 512-256 · seed 0"
+    assert study_run_name(_parameters("resnet", 1, 2)) == "mnist5k · 500 × resnet · seeds 1/2"
+
+
+def test_an_existing_experiment_gets_only_the_tags_it_lacks(store: str) -> None:
+    client = MlflowClient()
+    experiment_id = client.create_experiment("older", tags={"team": "a"})
+    wanted = {"mlflow.experimentKind": "custom_model_development", "team": "b"}
+    assert add_missing_experiment_tags(client, experiment_id, wanted) == ["mlflow.experimentKind"]
+    assert client.get_experiment(experiment_id).tags == {"mlflow.experimentKind": "custom_model_development", "team": "a"}
+    assert add_missing_experiment_tags(client, experiment_id, wanted) == []
+
+
+def test_the_summary_lists_the_headline_metrics_present() -> None:
+    accuracy, memorized = HEADLINE_METRICS[0][0], HEADLINE_METRICS[1][0]
+    summary = study_summary({accuracy: 0.91234, memorized: 1234.0, "other": 5.0})
+    assert "| mean test accuracy of the subset models | 0.9123 |" in summary
+    assert "| training examples memorized | 1,234 |" in summary
+    assert "pairs reported" not in summary and "other" not in summary
+    assert "|" not in study_summary({})  # a run without headline metrics: no empty table
+
+
+def test_the_smoke_study_opens_as_a_named_study_in_mlflow(smoke_run: tuple) -> None:
+    client = MlflowClient(tracking_uri=f"sqlite:///{smoke_run[0] / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("longtail")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`longtail.pipelines` = '__default__'")
+    assert parent.info.run_name == "digits · 24 × mlp 64 · seed 0"
+    assert "| mean test accuracy of the subset models |" in parent.data.tags["mlflow.note.content"]
+
+
+def test_an_experiment_made_before_the_kind_tag_gets_it_on_the_next_run(make_project, kedro_cli) -> None:
+    root = make_project("older")
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    client.create_experiment("longtail")
+    # a run that stops at parameter validation is enough: the experiment is set up before
+    assert kedro_cli(root, "run", "--env", "smoke", "--params", "sampling.n_models=1").returncode == 1
+    assert client.get_experiment_by_name("longtail").tags.get("mlflow.experimentKind") == "custom_model_development"

@@ -27,10 +27,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-try:  # scipy ships with scikit-learn; the fallback keeps this module dependency-light.
-    from scipy.stats import t as _student_t
-except ImportError:  # pragma: no cover - exercised only without scipy
-    _student_t = None
+from scipy import stats
 
 __all__ = [
     "memorization_histogram",
@@ -53,12 +50,7 @@ _STRATEGY_STYLE = {
     "memorization": ("tab:red", "removed by memorization (highest first)"),
     "random": ("tab:blue", "removed at random"),
 }
-# t_{0.975, df} for df = 1..30, used only when scipy is unavailable.
-_T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004,
-         2.262157, 2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.13145, 2.119905,
-         2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899,
-         2.059539, 2.055529, 2.051831, 2.048407, 2.04523, 2.042272)
-_Z975 = 1.959963984540054
+_Z975 = float(stats.norm.ppf(0.975))
 
 
 # --------------------------------------------------------------------------- validation
@@ -118,6 +110,11 @@ def _show_image(ax: Axes, image: np.ndarray, title: str) -> None:
     else:
         ax.imshow(np.transpose(img, (1, 2, 0)), interpolation="nearest")
     ax.set_title(title, fontsize=7, pad=2)
+    _hide_frame(ax)
+
+
+def _hide_frame(ax: Axes) -> None:
+    """No ticks, no frame; the axis labels stay usable."""
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
@@ -168,48 +165,97 @@ def memorization_histogram(scores: pd.DataFrame, bins: int = 50) -> Figure:
 
 # ------------------------------------------------------------------------------- grid
 
+NO_EXAMPLE = "none at\nthis level"
 
-def _band_label(band: pd.DataFrame) -> str:
-    return f"mem {band['mem'].min():.2f}–{band['mem'].max():.2f}"
+
+def memorization_levels(mem: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """The grid row of each ``mem``: the nearest of ``levels`` (edges half-way between two
+    levels), except that the last level is a floor: row ``k - 1`` holds every mem ≥
+    ``levels[-1]`` and row ``k - 2`` stops below it. NaN gets -1."""
+    levels = np.asarray(levels, dtype=float)
+    if levels.ndim != 1 or len(levels) < 2 or np.any(np.diff(levels) <= 0):
+        raise ValueError(f"levels must be at least two increasing values, got {levels.tolist()}")
+    edges = np.r_[(levels[:-2] + levels[1:-1]) / 2, levels[-1:]]
+    rows = np.searchsorted(edges, mem, side="right")
+    return np.where(np.isfinite(mem), rows, -1)
+
+
+def _level_label(levels: Sequence[float], row: int, count: int) -> str:
+    level = f"mem ≥ {levels[row]:.2f}" if row == len(levels) - 1 else f"mem ≈ {levels[row]:.2f}"
+    return f"{level}\n({count:,} examples)"
+
+
+def _grid_classes(ranked: pd.DataFrame, top_row: int, max_classes: int) -> list:
+    """All labels when they fit; else the ``max_classes`` with the most examples in the top
+    row (the rarest to fill), shown in label order."""
+    labels = sorted(ranked["label"].unique())
+    if len(labels) <= max_classes:
+        return labels
+    top = ranked[ranked["row"] == top_row]["label"].value_counts()
+    order = sorted(labels, key=lambda label: (-top.get(label, 0), label))
+    return sorted(order[:max_classes])
+
+
+def _two_decimals(value: float) -> str:
+    """``value`` to two decimals, without the ``-0.00`` of a tiny negative estimate."""
+    return f"{value:.2f}".replace("-0.00", "0.00")
+
+
+def _pick(cell: pd.DataFrame, per_class: int, rng: np.random.Generator) -> pd.DataFrame:
+    """``per_class`` examples of one level and class, drawn with ``rng``, in increasing mem."""
+    if len(cell) > per_class:
+        cell = cell.iloc[np.sort(rng.choice(len(cell), size=per_class, replace=False))]
+    return cell.sort_values(["mem", "index"], kind="mergesort")
 
 
 def memorization_grid(
     images: np.ndarray,
     scores: pd.DataFrame,
-    n_rows: int = 6,
-    per_row: int = 10,
+    levels: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 0.9),
+    max_classes: int = 10,
+    per_class: int = 1,
     seed: int = 0,
     class_names: Sequence[str] | None = None,
 ) -> Figure:
-    """Training images by memorization, like the paper's Figure 1.
+    """Training images from typical to most memorized, like the paper's Figure 1.
 
-    Finite scores are sorted by ``mem`` and split into ``n_rows`` equal-count bands
-    (quantiles), top row lowest. ``per_row`` examples are sampled per band with ``seed``
-    and shown in increasing ``mem`` order, each titled ``"<label> · <mem>"``; the band's
-    range is the y label of the row's first image.
+    One row per memorization level (``memorization_levels``: about each level, the last one a
+    floor), top row lowest; one column per class (``per_class`` columns each) for up to
+    ``max_classes`` classes (``_grid_classes``). Each image is an example of that class at
+    that level drawn with ``seed``, titled ``"<label> · <mem>"``; a cell with no such example
+    says so, and each row's label gives its level and how many examples it holds.
     """
     images = _require_images(images, "images")
     _require_frame(scores, "scores", SCORE_COLUMNS)
-    if n_rows < 1 or per_row < 1:
-        raise ValueError(f"n_rows and per_row must be positive, got {n_rows} and {per_row}")
-    ranked = _finite_mem(scores).sort_values(["mem", "index"], kind="mergesort")
-    _require_positions(ranked["index"], len(images), "scores['index']")
-    if ranked.empty:
+    if max_classes < 1 or per_class < 1:
+        raise ValueError(f"max_classes and per_class must be positive, got {max_classes} and {per_class}")
+    finite = _finite_mem(scores)
+    _require_positions(finite["index"], len(images), "scores['index']")
+    if finite.empty:
         return _message_figure("no finite memorization estimates")
-
-    bands = [b for b in np.array_split(np.arange(len(ranked)), n_rows) if len(b)]
+    ranked = finite.assign(row=memorization_levels(finite["mem"].to_numpy(float), levels))
+    classes = _grid_classes(ranked, len(levels) - 1, max_classes)
+    counts = ranked["row"].value_counts()
     rng = np.random.default_rng(seed)
-    fig = Figure(figsize=(max(1.2 * per_row, 6.0), 1.35 * len(bands) + 0.6), layout="constrained")
-    axes = fig.subplots(len(bands), per_row, squeeze=False)
-    for row, positions in zip(axes, bands):
-        band = ranked.iloc[positions]
-        take = np.sort(rng.choice(len(band), size=min(per_row, len(band)), replace=False))
-        shown = band.iloc[take]
-        for ax, idx, label, mem in zip(row, shown["index"], shown["label"], shown["mem"]):
-            _show_image(ax, images[int(idx)], f"{_label_name(label, class_names)} · {mem:.2f}")
-        _blank(row[len(take):])
-        row[0].set_ylabel(_band_label(band), fontsize=7)
-    fig.suptitle("Training examples by memorization estimate (top: lowest, bottom: highest)")
+
+    n_cols = len(classes) * per_class
+    fig = Figure(figsize=(max(1.05 * n_cols + 1.2, 6.0), 1.3 * len(levels) + 0.7), layout="constrained")
+    axes = fig.subplots(len(levels), n_cols, squeeze=False)
+    for row, row_axes in enumerate(axes):
+        in_row = ranked[ranked["row"] == row]
+        for position, label in enumerate(classes):
+            cell_axes = row_axes[position * per_class : (position + 1) * per_class]
+            shown = _pick(in_row[in_row["label"] == label], per_class, rng)
+            for ax, idx, mem in zip(cell_axes, shown["index"], shown["mem"]):
+                _show_image(ax, images[int(idx)], f"{_label_name(label, class_names)} · {_two_decimals(mem)}")
+            _blank(cell_axes[len(shown):])
+            if shown.empty:
+                cell_axes[0].text(0.5, 0.5, NO_EXAMPLE, ha="center", va="center", fontsize=6,
+                                  color="tab:gray", transform=cell_axes[0].transAxes)
+        row_axes[0].axis("on")
+        _hide_frame(row_axes[0])
+        row_axes[0].set_ylabel(_level_label(levels, row, int(counts.get(row, 0))), fontsize=7)
+    fig.suptitle("Training examples by class, from typical (top) to most memorized (bottom)", fontsize=10)
     return fig
 
 
@@ -222,6 +268,22 @@ def _top_pairs(pairs: pd.DataFrame, n_rows: int, per_row: int) -> list[pd.DataFr
                                kind="mergesort")
     top_train = ranked["train_index"].drop_duplicates().head(n_rows)
     return [ranked[ranked["train_index"] == i].head(per_row) for i in top_train]
+
+
+def influence_interval(pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each pair's interval for infl: ``infl_lo``/``infl_hi`` when the table has them, else
+    infl ± 1.96·``infl_se`` (normal 95%); None when it has neither."""
+    if {"infl_lo", "infl_hi"} <= set(pairs.columns):
+        return pairs["infl_lo"].to_numpy(float), pairs["infl_hi"].to_numpy(float)
+    if "infl_se" in pairs.columns:
+        infl, half = pairs["infl"].to_numpy(float), _Z975 * pairs["infl_se"].to_numpy(float)
+        return infl - half, infl + half
+    return None
+
+
+def _influence_title(label: str, infl: float, interval: tuple[float, float] | None) -> str:
+    text = f"{label} · infl {infl:.2f}"
+    return text if interval is None else f"{text}\n[{interval[0]:.2f}, {interval[1]:.2f}]"
 
 
 def influence_figure(
@@ -239,7 +301,9 @@ def influence_figure(
     Each row is a training example (the ``n_rows`` whose strongest influence is highest,
     strongest first): its image titled ``"train <label> · mem <mem>"`` with ``#<train_index>``
     as y label, then up to ``per_row`` test images it influences most, each titled
-    ``"<label> · infl <infl>"``. Empty ``pairs`` give a figure saying there are no pairs.
+    ``"<label> · infl <infl>"`` and, on a second line, its 95% interval
+    (``influence_interval``) when the table gives one. Empty ``pairs`` give a figure saying
+    there are no pairs.
     """
     train_images = _require_images(train_images, "train_images")
     test_images = _require_images(test_images, "test_images")
@@ -254,19 +318,24 @@ def influence_figure(
     if pairs.empty:
         return _message_figure(NO_PAIRS_MESSAGE, title="High-influence train/test pairs")
 
+    interval = influence_interval(pairs)
+    if interval is not None:
+        pairs = pairs.assign(infl_lo=interval[0], infl_hi=interval[1])
     rows = _top_pairs(pairs, n_rows, per_row)
-    fig = Figure(figsize=(max(1.5 * (per_row + 1), 6.0), 1.6 * len(rows) + 0.6), layout="constrained")
+    fig = Figure(figsize=(max(1.5 * (per_row + 1), 6.0), 1.75 * len(rows) + 0.7), layout="constrained")
     axes = fig.subplots(len(rows), per_row + 1, squeeze=False)
     for row_axes, group in zip(axes, rows):
         train_idx = int(group["train_index"].iloc[0])
         label = _label_name(train_labels[train_idx], class_names)
         _show_image(row_axes[0], train_images[train_idx], f"train {label} · mem {group['mem'].iloc[0]:.2f}")
         row_axes[0].set_ylabel(f"#{train_idx}", fontsize=7)
-        for ax, test_idx, infl in zip(row_axes[1:], group["test_index"], group["infl"]):
-            title = f"{_label_name(test_labels[int(test_idx)], class_names)} · infl {infl:.2f}"
-            _show_image(ax, test_images[int(test_idx)], title)
+        for ax, (_, pair) in zip(row_axes[1:], group.iterrows()):
+            bounds = (pair["infl_lo"], pair["infl_hi"]) if interval is not None else None
+            title = _influence_title(_label_name(test_labels[int(pair["test_index"])], class_names), pair["infl"], bounds)
+            _show_image(ax, test_images[int(pair["test_index"])], title)
         _blank(row_axes[1 + len(group):])
-    fig.suptitle("Training example (left) and the test examples it influences most")
+    caption = "Training example (left) and the test examples it influences most"
+    fig.suptitle(caption + ("\n(infl and its 95% interval)" if interval is not None else ""), fontsize=10)
     return fig
 
 
@@ -274,20 +343,10 @@ def influence_figure(
 
 
 def t_quantile_975(df: int) -> float:
-    """Two-sided 95% Student-t critical value ``t_{0.975, df}``.
-
-    Uses scipy when importable; otherwise a table for ``df <= 30`` and the
-    Cornish-Fisher expansion beyond (error < 2e-6 there).
-    """
+    """Two-sided 95% Student-t critical value ``t_{0.975, df}``."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if _student_t is not None:
-        return float(_student_t.ppf(0.975, df))
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z, v = _Z975, float(df)
-    return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3))
+    return float(stats.t.ppf(0.975, df))
 
 
 def _mean_ci(values: pd.Series) -> pd.Series:
@@ -321,8 +380,15 @@ def removal_summary(curve: pd.DataFrame) -> pd.DataFrame:
     return summary[SUMMARY_COLUMNS].reset_index(drop=True)
 
 
+def _models_per_point(counts: pd.Series) -> str:
+    low, high = int(counts.min()), int(counts.max())
+    models = f"{low}" if low == high else f"{low}–{high}"
+    return f"mean of {models} model{'s' if high > 1 else ''} per point"
+
+
 def _plot_strategy(ax: Axes, rows: pd.DataFrame, strategy: str) -> None:
     color, label = _STRATEGY_STYLE.get(strategy, (None, str(strategy)))
+    label = f"{label}, {_models_per_point(rows['n'])}"
     rows = rows.sort_values("train_fraction")
     x, y = rows["train_fraction"].to_numpy(float), rows["mean"].to_numpy(float)
     (line,) = ax.plot(x, y, marker="o", color=color, label=label)
@@ -339,9 +405,10 @@ def _plot_strategy(ax: Axes, rows: pd.DataFrame, strategy: str) -> None:
 def removal_curve_figure(curve: pd.DataFrame) -> Figure:
     """Test accuracy vs fraction of the training set kept, for each removal strategy.
 
-    Lines are means over repeats with shaded 95% Student-t intervals; memorization
-    points are annotated with their threshold θ. The x axis is inverted so that
-    moving right means more training examples removed.
+    Lines are means over repeats with shaded 95% Student-t intervals, the legend says how
+    many models each point averages; memorization points are annotated with their
+    threshold θ. The x axis is inverted so that moving right means more training examples
+    removed.
     """
     summary = removal_summary(curve)
     if summary.empty:

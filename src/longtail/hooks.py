@@ -12,10 +12,19 @@ import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset, DataCatalog, DatasetError
 from kedro.pipeline import Pipeline
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
 from longtail.params import TrackingParams, parse, validate_parameters
 from longtail.study import TRAINING_RESULTS, MismatchedInputs, mismatched_inputs
-from longtail.tracking import TrackingUnavailable, server_answers
+from longtail.tracking import (
+    PIPELINES_TAG,
+    TrackingUnavailable,
+    add_missing_experiment_tags,
+    server_answers,
+    study_run_name,
+    study_summary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -127,3 +136,38 @@ def _load_version(catalog: DataCatalog, name: str) -> str:
         except DatasetError:
             return "none saved"
     return "unversioned"
+
+
+class MlflowStudyHook:
+    """Makes the MLflow UI show the study. The experiment gets the tags of ``mlflow.yml``'s
+    ``create_experiment_kwargs`` even when it was created before they were configured
+    (``mlflow.experimentKind: custom_model_development`` marks it as model training, not GenAI,
+    for MLflow 3's UI), and the parent run is named for the study
+    (``tracking.study_run_name``) with the pipelines it ran in the ``longtail.pipelines`` tag,
+    after kedro-mlflow's hooks (``trylast``) have set the experiment up and started the run;
+    at the end the run's description gets the headline metrics (``tracking.study_summary``)."""
+
+    @hook_impl(trylast=True)
+    def after_context_created(self, context: Any) -> None:
+        config = getattr(context, "mlflow", None)
+        if config is None:
+            return
+        experiment = config.tracking.experiment
+        found = mlflow.get_experiment_by_name(experiment.name)
+        if found is not None:
+            add_missing_experiment_tags(MlflowClient(), found.experiment_id, experiment.create_experiment_kwargs.tags or {})
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        if mlflow.active_run() is None:
+            return
+        pipelines = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
+        name = study_run_name(catalog.load("parameters"))
+        mlflow.set_tags({MLFLOW_RUN_NAME: name, PIPELINES_TAG: "+".join(pipelines)})
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow ends the run
+    def after_pipeline_run(self) -> None:
+        run = mlflow.active_run()
+        if run is not None:
+            metrics = MlflowClient().get_run(run.info.run_id).data.metrics
+            mlflow.set_tag(MLFLOW_RUN_NOTE, study_summary(metrics))

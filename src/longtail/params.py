@@ -41,15 +41,13 @@ class DatasetParams(_Block):
     label_noise: float = Field(ge=0, lt=1)
     root: str = "data/01_raw"  # holds the torchvision datasets' folders; for image_folder, the image folder
     download: bool = False  # torchvision datasets: download into `root` when files are missing
-    image_size: int | None = Field(default=None, ge=1, validate_default=True)  # image_folder: side in pixels
+    image_size: int | None = Field(default=None, ge=1)  # image_folder: side in pixels (None: the images' own size)
     channels: Literal[1, 3] | None = None  # image_folder: None = 1 when every image is grayscale, else 3
 
     @field_validator("image_size", "channels")
     @classmethod
     def _image_folder_only(cls, value: int | None, info: ValidationInfo) -> int | None:
         name = info.data.get("name")
-        if info.field_name == "image_size" and name == "image_folder" and value is None:
-            raise ValueError("required for dataset.name 'image_folder': the side, in pixels, images are resized to")
         if value is not None and name not in (None, "image_folder"):
             raise ValueError(f"only used by dataset.name 'image_folder', not {name!r}; remove it")
         return value
@@ -189,11 +187,20 @@ class RemovalParams(_Block):
 
 
 class ReportingParams(_Block):
-    grid_rows: int = Field(ge=1)
-    grid_per_row: int = Field(ge=1)
+    grid_levels: tuple[float, ...]  # memorization grid: one row per level, the last one a floor
+    grid_classes: int = Field(ge=1)  # at most this many classes (columns) in the grid
+    grid_per_class: int = Field(ge=1)  # examples per class and level
     influence_rows: int = Field(ge=1)
     influence_per_row: int = Field(ge=1)
     seed: int = Field(ge=0)
+
+
+    @field_validator("grid_levels")
+    @classmethod
+    def _increasing_levels(cls, levels: tuple[float, ...]) -> tuple[float, ...]:
+        if len(levels) < 2 or any(b <= a for a, b in zip(levels, levels[1:])):
+            raise ValueError("must be at least two increasing memorization levels, e.g. [0, 0.25, 0.5, 0.75, 0.9]")
+        return levels
 
 
 class DiagnosticsParams(_Block):

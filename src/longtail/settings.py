@@ -1,15 +1,57 @@
 """Kedro settings for longtail."""
 
+import logging
 import os
+import warnings
 from pathlib import Path
 
 from kedro.utils import find_kedro_project
+from omegaconf import OmegaConf
 
-from longtail.hooks import MlflowArtifactsHook, ParameterValidationHook, TrackingAvailabilityHook, TrainingProvenanceHook
+from longtail.hooks import (
+    MlflowArtifactsHook,
+    MlflowStudyHook,
+    ParameterValidationHook,
+    TrackingAvailabilityHook,
+    TrainingProvenanceHook,
+)
 
-HOOKS = (TrackingAvailabilityHook(), ParameterValidationHook(), TrainingProvenanceHook(), MlflowArtifactsHook())
+HOOKS = (
+    TrackingAvailabilityHook(),
+    ParameterValidationHook(),
+    TrainingProvenanceHook(),
+    MlflowArtifactsHook(),
+    MlflowStudyHook(),
+)
 
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
+
+# Warnings raised inside libraries, about the libraries' own code, that a user of longtail can
+# do nothing about. Each is silenced by its message and the module that raises it, so the same
+# warning from anywhere else (our own code included) still shows.
+# - Kedro's config loader and kedro-mlflow register their resolvers with omegaconf's deprecated
+#   register_new_resolver() (ours is registered with register_resolver() below).
+warnings.filterwarnings(
+    "ignore",
+    message=r"register_new_resolver\(\) is deprecated",
+    category=UserWarning,
+    module=r"kedro\.config\.omegaconf_config|kedro_mlflow\.",
+)
+
+
+class _LibraryWarningFilter(logging.Filter):
+    """Drops the captured warning (Kedro logs warnings through ``py.warnings``) that
+    kedro-mlflow's ``KedroPipelineModel``, a pyfunc model this project never logs, causes when
+    it is imported: MLflow asks for type hints on its ``predict``. MLflow raises it under its
+    own ``simplefilter("once")``, which overrides any ``warnings`` filter, so only the log
+    record can be dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("mlflow/pyfunc/utils/data_validation.py" in text and "Add type hints to the `predict` method" in text)
+
+
+logging.getLogger("py.warnings").addFilter(_LibraryWarningFilter())
 
 
 def _tracking_uri(database: str = "mlflow.db") -> str:
@@ -23,10 +65,13 @@ def _tracking_uri(database: str = "mlflow.db") -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path(root) / database).resolve()}"
 
 
+# Registered here, with omegaconf's current API, rather than through CONFIG_LOADER_ARGS'
+# custom_resolvers, which Kedro registers with the deprecated one.
+OmegaConf.register_resolver("tracking_uri", _tracking_uri, replace=True)
+
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
-    "custom_resolvers": {"tracking_uri": _tracking_uri},
     # kedro-mlflow's file, declared here too so that project hooks can read it first.
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]},
     # An environment (conf/<env>) overrides single keys of conf/base, not whole blocks.

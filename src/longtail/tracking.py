@@ -32,6 +32,17 @@ logger = logging.getLogger(__name__)
 PARAM_PREFIX = "param_"
 METRIC_PREFIX = "metric_"
 HISTORY_COLUMN = "epoch_loss"
+RUN_NAME_COLUMN = "run_name"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+PIPELINES_TAG = "longtail.pipelines"
+# (metric, what it is, format): the numbers the parent run's description leads with
+HEADLINE_METRICS = (
+    ("training_metrics.subset_models_test_accuracy_mean", "mean test accuracy of the subset models", "{:.4f}"),
+    ("scoring_metrics.examples_memorized", "training examples memorized", "{:,.0f}"),
+    ("scoring_metrics.pairs_reported", "high-influence pairs reported", "{:,.0f}"),
+    ("diagnostics_metrics.halves_spearman_mem", "split-half agreement of mem (Spearman)", "{:.3f}"),
+    ("diagnostics_metrics.halves_jaccard_pairs", "split-half agreement of the reported pairs (Jaccard)", "{:.3f}"),
+)
 _MAX_METRICS_PER_BATCH = 1000
 _MAX_PARAMS_PER_BATCH = 100
 
@@ -61,13 +72,23 @@ def _chunks(items: list[Metric], size: int) -> Iterator[list[Metric]]:
         yield items[start : start + size]
 
 
+def _run_names(runs: pd.DataFrame, source: str) -> list[str]:
+    """The ``run_name`` column when the table has one, else ``<source>-<model index>``; subset
+    models (hundreds to thousands) get four digits so that sorting by name follows the index."""
+    if RUN_NAME_COLUMN in runs:
+        return runs[RUN_NAME_COLUMN].astype(str).tolist()
+    width = 4 if source == "subset" else 1
+    return [f"{source}-{int(index):0{width}d}" for index in runs["model_index"]]
+
+
 def log_model_runs(runs: pd.DataFrame, source: str, parent: Run | None = None) -> int:
     """Log each row of ``runs`` as a child run of ``parent`` (default: the active MLflow run);
     return how many.
 
     Columns named ``param_*`` become params, ``metric_*`` metrics, and the list column
-    ``epoch_loss`` a metric history (one step per epoch). Without a parent run (e.g. a
-    pipeline run with tracking disabled) nothing is logged.
+    ``epoch_loss`` a metric history (one step per epoch); ``run_name``, when present, names
+    the runs (``_run_names``). Without a parent run (e.g. a pipeline run with tracking
+    disabled) nothing is logged.
     """
     parent = parent or mlflow.active_run()
     if parent is None:
@@ -77,10 +98,10 @@ def log_model_runs(runs: pd.DataFrame, source: str, parent: Run | None = None) -
     experiment_id = parent.info.experiment_id
     started = time.perf_counter()
     timestamp = int(time.time() * 1000)
-    for _, row in runs.iterrows():
+    for name, (_, row) in zip(_run_names(runs, source), runs.iterrows(), strict=True):
         tags = {
             MLFLOW_PARENT_RUN_ID: parent.info.run_id,
-            MLFLOW_RUN_NAME: f"{source}-{int(row['model_index']):05d}",
+            MLFLOW_RUN_NAME: name,
             "longtail.source": source,
         }
         run_id = client.create_run(experiment_id, start_time=timestamp, tags=tags).info.run_id
@@ -90,6 +111,38 @@ def log_model_runs(runs: pd.DataFrame, source: str, parent: Run | None = None) -
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
     logger.info("logged %d %s runs to MLflow in %.1f s", len(runs), source, time.perf_counter() - started)
     return len(runs)
+
+
+def study_run_name(parameters: dict[str, Any]) -> str:
+    """What a study's parent run is called in the runs table: its dataset, number of models,
+    network and seeds, e.g. ``mnist5k · 500 × mlp 512-256 · seed 0`` (two seeds, subsets' then
+    training's, when they differ)."""
+    training, sampling = parameters["training"], parameters["sampling"]
+    network = str(training["model"])
+    if network == "mlp":
+        network += " " + "-".join(str(size) for size in training["hidden_sizes"])
+    seeds = [str(seed) for seed in dict.fromkeys((sampling["seed"], training["seed"]))]
+    seed = ("seed " if len(seeds) == 1 else "seeds ") + "/".join(seeds)
+    return f"{parameters['dataset']['name']} · {sampling['n_models']} × {network} · {seed}"
+
+
+def add_missing_experiment_tags(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> list[str]:
+    """Give an existing experiment the ``tags`` it lacks (an experiment made before they were
+    configured); tags it already has, with any value, are left alone. Returns the keys set."""
+    present = client.get_experiment(experiment_id).tags
+    missing = [key for key in tags if key not in present]
+    for key in missing:
+        client.set_experiment_tag(experiment_id, key, str(tags[key]))
+    return missing
+
+
+def study_summary(metrics: dict[str, float]) -> str:
+    """The parent run's description (Markdown, shown at the top of its page): the headline
+    metrics among ``metrics`` (those a partial run did not compute are left out) and where
+    the figures are."""
+    lines = [f"| {label} | {fmt.format(metrics[key])} |" for key, label, fmt in HEADLINE_METRICS if key in metrics]
+    table = ["| headline | |", "|---|---|", *lines] if lines else []
+    return "\n".join([*table, "", "Figures: **Artifacts** tab, folder `figures/` (diagnostics in `diagnostics/`)."])
 
 
 class BackgroundLogger:
@@ -188,13 +241,14 @@ def _copy_run(source: MlflowClient, target: MlflowClient, run: Any, experiment_i
 def upload_runs(source_uri: str, target_uri: str, experiment: str = "longtail") -> int:
     """Copy the runs of ``experiment`` that were kept in a local store (``tracking.required:
     false``) to another store, parents before children, with params, metric histories, tags
-    and artefacts; each copied run is tagged so that a second upload skips it."""
+    and artefacts (an experiment created there gets the local one's tags); each copied run is
+    tagged so that a second upload skips it."""
     source, target = MlflowClient(source_uri), MlflowClient(target_uri)
     found = source.get_experiment_by_name(experiment)
     if found is None:
         return 0
     destination = target.get_experiment_by_name(experiment)
-    experiment_id = destination.experiment_id if destination else target.create_experiment(experiment)
+    experiment_id = destination.experiment_id if destination else target.create_experiment(experiment, tags=found.tags)
     runs = source.search_runs([found.experiment_id], "", max_results=50000, order_by=["attributes.start_time ASC"])
     pending = [r for r in runs if "longtail.uploaded_to" not in r.data.tags]
     pending.sort(key=lambda r: MLFLOW_PARENT_RUN_ID in r.data.tags)

@@ -118,3 +118,30 @@ def test_missing_folders_are_named(tmp_path: Path) -> None:
     write_class_folder(tmp_path / "train", CLASSES)
     with pytest.raises(DatasetFilesMissing, match=f"{tmp_path / 'test'} does not exist"):
         load_image_folder(tmp_path, 8)
+
+
+def test_without_image_size_the_shared_size_is_kept(tmp_path: Path) -> None:
+    write_class_folder(tmp_path, CLASSES, size=(7, 7))
+    images = load_source("image_folder", tmp_path).train.images
+    assert images.shape == (9, 3, 7, 7)
+    original = np.asarray(Image.open(tmp_path / "cat" / "img000.png"), dtype=np.float32).transpose(2, 0, 1) / 255
+    np.testing.assert_allclose(images[0], original, atol=1e-6)  # kept as it is: no crop, no resampling
+
+
+def test_without_image_size_mixed_sizes_are_named_with_their_counts(tmp_path: Path) -> None:
+    write_class_folder(tmp_path, {"a": 3, "b": 2}, size=(8, 8))
+    write_class_folder(tmp_path, {"c": 4}, size=(6, 6))
+    write_class_folder(tmp_path, {"e": 2}, size=(5, 5))
+    Image.new("RGB", (9, 9)).save(tmp_path / "a" / "odd.png")
+    with pytest.raises(InvalidDataset) as error:
+        load_image_folder(tmp_path)
+    message = str(error.value)
+    assert "several sizes (8×8: 5 images, 6×6: 4 images, 5×5: 2 images, and 1 more size)" in message
+    assert "set dataset.image_size" in message
+    assert "\n" not in message  # one message
+
+
+def test_without_image_size_one_size_that_is_not_square_is_named(tmp_path: Path) -> None:
+    write_class_folder(tmp_path, {"a": 2, "b": 2})  # 12x10
+    with pytest.raises(InvalidDataset, match=r"not square \(12×10: 4 images\); set dataset.image_size"):
+        load_image_folder(tmp_path)

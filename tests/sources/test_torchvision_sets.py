@@ -122,8 +122,6 @@ def test_every_dataset_name_is_allowed_by_the_parameters() -> None:
     assert set(NAMES) == set(DATASETS)
 
 
-def test_unknown_names_and_image_folder_without_size_are_refused(tmp_path: Path) -> None:
+def test_unknown_names_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
         load_source("svhn")
-    with pytest.raises(ValueError, match="image_folder needs image_size"):
-        load_source("image_folder", tmp_path)

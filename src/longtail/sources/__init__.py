@@ -35,9 +35,9 @@ def load_source(
     """Load the dataset ``name`` (one of ``NAMES``).
 
     ``root`` is where the torchvision datasets' folders are (or are downloaded to, with
-    ``download``) and, for ``image_folder``, the image folder itself; ``image_size`` and
-    ``channels`` apply to ``image_folder`` only; ``table`` (the file and its columns) to
-    ``table`` only. The bundled datasets need none of them.
+    ``download``) and, for ``image_folder``, the image folder itself; ``image_size`` (None: the
+    size its images share) and ``channels`` apply to ``image_folder`` only; ``table`` (the file
+    and its columns) to ``table`` only. The bundled datasets need none of them.
     Bad values (NaN pixels, labels outside the classes) and unusable classes (a single
     example, a test class the training split lacks) raise ``InvalidDataset``, naming the
     dataset, split and example indices.
@@ -55,7 +55,5 @@ def _read_source(name: str, root: Path | str, download: bool, image_size: int | 
     if name in LAYOUTS:
         return load_torchvision_set(name, Path(root), download)
     if name == "image_folder":
-        if image_size is None:
-            raise ValueError("image_folder needs image_size, the side in pixels its images are resized to")
         return load_image_folder(root, image_size, channels)
     raise ValueError(f"unknown dataset {name!r}; allowed: {list(NAMES)}")

@@ -4,11 +4,13 @@
     <root>/<class>/*.png|jpg|jpeg                                      split later by dataset.test_fraction
 
 Every image is converted to one channel (L) or three (RGB), centre-cropped to a square and resized
-to ``image_size`` pixels a side. All problems found are reported at once, each naming its class or file.
+to ``image_size`` pixels a side; without ``image_size``, the images must all have one square size,
+which is kept. All problems found are reported at once, each naming its class or file.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +36,9 @@ class _Split:
         return np.repeat(np.arange(len(class_names), dtype=np.int64), counts)
 
 
-def load_image_folder(root: Path | str, image_size: int, channels: int | None = None) -> Source:
-    """The images under ``root``, ``channels`` 1 or 3 (None: 1 when every image is grayscale, else 3).
+def load_image_folder(root: Path | str, image_size: int | None = None, channels: int | None = None) -> Source:
+    """The images under ``root``, ``channels`` 1 or 3 (None: 1 when every image is grayscale, else 3),
+    ``image_size`` pixels a side (None: the one size they all share, ``common_size``).
 
     Classes are the sub-folder names in sorted order; within a class, files are in name order,
     which is the order of ``source_index``. ``Source.train.paths`` are relative to ``root``.
@@ -47,7 +50,8 @@ def load_image_folder(root: Path | str, image_size: int, channels: int | None = 
         raise InvalidDataset(problems)
     class_names = tuple(splits[0].classes)
     files = [split.files(class_names) for split in splits]
-    pixels = _read_images([path for part in files for path in part], image_size, channels)
+    every_file = [path for part in files for path in part]
+    pixels = _read_images(every_file, image_size or common_size(every_file), channels)
     ends = np.cumsum([len(part) for part in files])[:-1]
     return Source(
         *(
@@ -114,6 +118,37 @@ def _class_problems(splits: list[_Split]) -> list[str]:
         for name in test.classes.keys() - train.classes.keys():
             problems.append(f"class {name!r}: in {test.folder} but not in {train.folder}; models would never learn it")
     return problems
+
+
+def common_size(paths: list[Path], shown: int = 3) -> int:
+    """The side of the square size every image has (read from the files' headers only).
+
+    Several sizes, or one that is not square, raise one message naming the ``shown`` most
+    common sizes with their counts and the parameter that resizes them. Unreadable files are
+    left to ``_read_images``, which names them all.
+    """
+    sizes = Counter(size for size in map(_header_size, paths) if size is not None)
+    if not sizes:
+        return 1  # every file is unreadable: _read_images reports each of them
+    if len(sizes) == 1 and len({*next(iter(sizes))}) == 1:
+        return next(iter(sizes))[0]
+    found = ", ".join(f"{width}×{height}: {count} image{'s' if count > 1 else ''}" for (width, height), count in sizes.most_common(shown))
+    if len(sizes) > shown:
+        found += f", and {len(sizes) - shown} more size{'s' if len(sizes) - shown > 1 else ''}"
+    what = "images of several sizes" if len(sizes) > 1 else "images that are not square"
+    raise InvalidDataset([
+        f"dataset 'image_folder' has {what} ({found}); set dataset.image_size to the side, in pixels, "
+        "that every image is centre-cropped to a square and resized to"
+    ])
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header, None when it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 def _read_images(paths: list[Path], size: int, channels: int | None) -> np.ndarray:

@@ -109,7 +109,6 @@ def test_label_noise_touches_only_training_labels(source: Source) -> None:
     ("changes", "expected"),
     [
         ({"name": "svhn"}, "dataset.name='svhn'"),
-        ({"name": "image_folder"}, "dataset.image_size=None: required for dataset.name 'image_folder'"),
         ({"image_size": 32}, "dataset.image_size=32: only used by dataset.name 'image_folder', not 'digits'"),
         ({"name": "image_folder", "image_size": 8, "channels": 2}, "dataset.channels=2"),
     ],

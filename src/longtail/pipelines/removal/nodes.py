@@ -11,7 +11,7 @@ import pandas as pd
 from longtail.executors import make_executor, train_in_tasks
 from longtail.params import RemovalParams, TrainingParams, parse
 from longtail.study import models_table, train_config, training_data
-from longtail.tracking import log_model_runs
+from longtail.tracking import RUN_NAME_COLUMN, log_model_runs
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ def run_removal_experiment(
     runs = models_table("removal", model_ids, masks, arrays, config)
     for column in ("threshold", "strategy", "repeat"):
         runs[f"param_{column}"] = plan[column].astype(str)
+    runs[RUN_NAME_COLUMN] = (
+        "removal-t" + plan["threshold"].map("{:.2f}".format) + "-" + plan["strategy"] + "-r" + plan["repeat"].astype(str)
+    )
     log_model_runs(runs, "removal")
     _log_curve(curve)
     return curve, runs

@@ -78,7 +78,7 @@ def strongest_pairs(pairs: pd.DataFrame, examples: pd.DataFrame, n: int) -> pd.D
 def plot_memorization_grid(
     train_images: np.ndarray, memorization_scores: pd.DataFrame, examples: pd.DataFrame, reporting: dict[str, Any]
 ) -> Figure:
-    """Training images sorted by memorization, rows from low to high (the paper's Figure 1)."""
+    """Training images by class, from typical to most memorized (the paper's Figure 1)."""
     params = parse(ReportingParams, reporting, "reporting")
     if is_table(examples):
         rows = most_memorized_rows(memorization_scores, examples, params.grid_rows * params.grid_per_row)
@@ -86,8 +86,9 @@ def plot_memorization_grid(
     return figures.memorization_grid(
         train_images,
         memorization_scores,
-        n_rows=params.grid_rows,
-        per_row=params.grid_per_row,
+        levels=params.grid_levels,
+        max_classes=params.grid_classes,
+        per_class=params.grid_per_class,
         seed=params.seed,
         class_names=class_names(examples),
     )
