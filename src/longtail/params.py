@@ -58,6 +58,16 @@ class SamplingParams(_Block):
     n_models: int = Field(ge=2)
     subset_ratio: float = Field(gt=0, lt=1)
     seed: int = Field(ge=0)
+    scheme: Literal["independent", "balanced"] = "independent"  # see pipelines/sampling/nodes.py
+    block_size: int = Field(default=100, ge=2)  # balanced: models per block in which membership is balanced
+
+    def identity(self) -> dict[str, Any]:
+        """What the subsets' distribution depends on (the shard store's experiment identity);
+        the independent scheme keeps the identity it had before schemes existed."""
+        identity: dict[str, Any] = {"subset_ratio": self.subset_ratio, "seed": self.seed}
+        if self.scheme == "balanced":
+            identity.update(scheme=self.scheme, block_size=self.block_size)
+        return identity
 
 
 class TrainingParams(_Block):

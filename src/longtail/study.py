@@ -56,7 +56,7 @@ def experiment_identity(data: TrainingData, config: TrainConfig, sampling: Sampl
     return {
         "format": STORE_FORMAT,
         "data": fingerprint(data.train_images, data.train_labels, data.test_images, data.test_labels),
-        "sampling": {"subset_ratio": sampling.subset_ratio, "seed": sampling.seed},
+        "sampling": sampling.identity(),
         "training": trainer,
     }
 
