@@ -112,10 +112,14 @@ class TrainingParams(_Block):
 
 
 class ScoringParams(_Block):
-    influence_threshold: float = Field(ge=0, le=1)
+    influence_threshold: float = Field(gt=0, le=1)
     memorization_threshold: float = Field(ge=0, le=1)
     top_k: int = Field(ge=1)
     max_block_mb: float = Field(gt=0)
+    pairs: Literal["same_class", "all"] = "same_class"  # which (train, test) pairs are scored and tested
+    selection: Literal["controlled", "paper"] = "controlled"  # see longtail.estimate.selection
+    fdr: float = Field(default=0.1, gt=0, lt=1)  # false discovery rate of the controlled selection
+
 
 
 class RemovalParams(_Block):
@@ -149,6 +153,7 @@ class DiagnosticsParams(_Block):
     model_counts: tuple[int, ...]  # convergence: numbers of models to estimate from (all models are always added)
     target_se: float = Field(gt=0, lt=1)  # standard error of mem to find the number of models for
     proxy_models: int = Field(ge=1)  # full-data models trained for the learning-speed proxies
+    replication_share: float = Field(default=0.6, gt=0, le=1)  # replicates: other half's estimate >= share x cut-off
 
     @field_validator("model_counts")
     @classmethod

@@ -18,7 +18,7 @@ carries a 95% interval, an exact one-sided p-value and a false-discovery q-value
 """
 
 from longtail.estimate.evidence import fisher_greater, newcombe, q_values, wilson
-from longtail.estimate.influence import influence, influence_matrix
+from longtail.estimate.influence import influence, influence_matrix, influence_of
 from longtail.estimate.memorization import memorization
 from longtail.estimate.selection import MODES, Selection
 
@@ -26,6 +26,7 @@ __all__ = [
     "memorization",
     "influence",
     "influence_matrix",
+    "influence_of",
     "Selection",
     "MODES",
     "fisher_greater",

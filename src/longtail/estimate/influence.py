@@ -289,7 +289,8 @@ def influence(
         group_design = _Design(design.n_in[train_ids], design.n_out[train_ids], design.total[test_ids])
         group_masks, group_scores = masks[:, train_ids], test_correct[:, test_ids]
         defined = np.count_nonzero((group_design.n_in > 0) & (group_design.n_out > 0))
-        n_tests += int(defined) * int(np.count_nonzero(varies[test_ids]))
+        if test_correct.dtype == bool:  # soft scores get no test (see evidence.py)
+            n_tests += int(defined) * int(np.count_nonzero(varies[test_ids]))
         if all_pairs:
             for block in _scan(group_masks, group_scores, group_design, max_block_mb):
                 selected.append(_Pairs.where(block, np.ones_like(block.infl, dtype=bool)).mapped(train_ids, test_ids))
@@ -313,6 +314,26 @@ def influence(
     result = _frame(pairs, stats, q).iloc[order].reset_index(drop=True)
     result.attrs["n_tests"] = n_tests
     return result
+
+
+def influence_of(
+    masks: np.ndarray, test_correct: np.ndarray, train_index: np.ndarray, test_index: np.ndarray
+) -> pd.DataFrame:
+    """Influence (with interval and p-value; no q-value, since the family of tests is the
+    caller's) of the given (train, test) pairs only: O(pairs × models), for checking a few
+    pairs against other models (replication) without scanning every pair."""
+    masks = check_masks(masks)
+    test_correct = check_scores("test_correct", test_correct, masks.shape[0], None)
+    train, test = np.asarray(train_index, dtype=np.int64), np.asarray(test_index, dtype=np.int64)
+    if train.shape != test.shape or train.ndim != 1:
+        raise ValueError(f"train_index and test_index must be 1-D of one length; got {train.shape} and {test.shape}")
+    design = _Design.of(masks, test_correct)
+    in_sum = np.empty(train.size)
+    width = max(1, int(DEFAULT_BLOCK_MB * MB // (masks.shape[0] * 9)))
+    for chunk in spans(train.size, width):
+        in_sum[chunk] = np.einsum("mp,mp->p", masks[:, train[chunk]], test_correct[:, test[chunk]], dtype=np.float64)
+    pairs = _Pairs(test, train, in_sum)
+    return _frame(pairs, _pair_stats(pairs, design, masks, test_correct, DEFAULT_BLOCK_MB), np.full(train.size, np.nan))
 
 
 def _lookup(pairs: _Pairs, counted: _Pairs, values: np.ndarray, n_test: int) -> np.ndarray:

@@ -32,8 +32,15 @@ class Selection:
         if self.mode not in MODES:
             raise ValueError(f"selection mode {self.mode!r} is not one of {MODES}")
 
+    @classmethod
+    def of(cls, scoring: Any) -> Selection:
+        """The rule a ``ScoringParams`` (``selection``, both thresholds, ``fdr``) asks for."""
+        return cls(scoring.selection, scoring.influence_threshold, scoring.memorization_threshold, scoring.fdr)
+
     def parameters(self) -> dict[str, Any]:
-        return asdict(self)
+        """The rule as carried by a selected table: ``selection`` (the mode) and the cut-offs."""
+        carried = asdict(self)
+        return {"selection": carried.pop("mode"), **carried}
 
     def memorized(self, mem: np.ndarray, mem_q: np.ndarray) -> np.ndarray:
         """Bool: reported as memorized (NaN never is)."""
