@@ -20,12 +20,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import platform
 import time
 from pathlib import Path
 
+import math
+
 import numpy as np
+import pandas as pd
 import yaml
 
+from longtail.estimate import MODES, Selection, influence, influence_of, memorization
 from longtail.executors import LocalExecutor, train_with_store
 from longtail.params import BLOCKS
 from longtail.pipelines.ingestion.nodes import load_and_split, plant_label_noise
@@ -35,47 +40,114 @@ from longtail.study import experiment_identity, train_config, training_data
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "base"
 REFERENCE = (500, 2000)  # models of the independent study taken as the reference
+REFERENCE_PAIR, REFERENCE_MEM = 0.15, 0.25  # the reference's own selection (the paper's cut-offs)
+REPLICATES_PAIR, REPLICATES_MEM = 0.10, 0.15  # a reported item replicates at these reference estimates
 PER_SHARD = 50
 
 
-def default_parameters() -> dict:
+def default_parameters(dataset: str) -> dict:
     merged: dict = {}
     for path in sorted(CONF.glob("parameters_*.yml")):
         merged.update(yaml.safe_load(path.read_text()))
+    merged["dataset"]["name"] = dataset
     return merged
 
 
-def study_arrays(store_root: Path, scheme: str, n_models: int) -> dict[str, np.ndarray]:
+def study_arrays(store_root: Path, dataset: str, scheme: str, n_models: int) -> dict[str, np.ndarray]:
     """Masks, labels and correctness of the default study's first ``n_models`` models under
     ``scheme``, training (and storing) whatever the store lacks."""
-    params = default_parameters()
+    params = default_parameters(dataset)
     train_images, test_images, clean = load_and_split(params["dataset"])
-    examples, train_labels, test_labels = plant_label_noise(clean, params["dataset"])
+    _, train_labels, test_labels = plant_label_noise(clean, params["dataset"])
     sampling = {**params["sampling"], "n_models": n_models, "scheme": scheme}
     masks = draw_subset_masks(train_labels, sampling)
     config = train_config(BLOCKS["training"].model_validate(params["training"]))
     data = training_data(train_images, train_labels, test_images, test_labels)
     store = ShardStore(store_root, experiment_identity(data, config, BLOCKS["sampling"].model_validate(sampling)))
     arrays, trained = train_with_store(store, masks, data, config, PER_SHARD, LocalExecutor())
-    logging.info("%s: %d models, %d trained now", scheme, n_models, trained)
+    logging.info("%s %s: %d models, %d trained now", dataset, scheme, n_models, trained)
     return {"masks": masks, "train_labels": train_labels, "test_labels": test_labels, **arrays}
 
 
+def _estimates(arrays: dict[str, np.ndarray], models: slice, threshold: float, top_k: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    masks, labels = arrays["masks"][models], (arrays["train_labels"], arrays["test_labels"])
+    scores = memorization(masks, arrays["train_correct"][models])
+    pairs = influence(masks, arrays["test_correct"][models], threshold=threshold, top_k=top_k, labels=labels)
+    train = pairs["train_index"].to_numpy()
+    pairs["mem"], pairs["mem_q"] = scores["mem"].to_numpy()[train], scores["mem_q"].to_numpy()[train]
+    return scores, pairs
+
+
+def _keys(pairs: pd.DataFrame, n_test: int) -> np.ndarray:
+    return pairs["train_index"].to_numpy() * n_test + pairs["test_index"].to_numpy()
+
+
+def measure(study: dict[str, np.ndarray], reference: dict[str, np.ndarray], n_models: int, scoring: dict) -> dict:
+    """Both selections of the study's first ``n_models`` models against the reference models."""
+    n_test = study["test_correct"].shape[1]
+    ref_models = slice(*REFERENCE)
+    ref_scores, ref_pairs = _estimates(reference, ref_models, REFERENCE_PAIR, None)
+    ref_mem = ref_scores["mem"].to_numpy()
+    ref_selected = ref_pairs[(ref_pairs["infl"] >= REFERENCE_PAIR) & (ref_pairs["mem"] >= REFERENCE_MEM)]
+    ref_memorized = np.flatnonzero(np.nan_to_num(ref_mem, nan=-1) >= REFERENCE_MEM)
+    scores, pairs = _estimates(study, slice(0, n_models), scoring["influence_threshold"], scoring["top_k"])
+    result: dict = {"reference_pairs": len(ref_selected), "reference_memorized": len(ref_memorized)}
+    for mode in MODES:
+        rule = Selection(mode, scoring["influence_threshold"], scoring["memorization_threshold"], scoring["fdr"])
+        reported = pairs[rule.pairs(pairs)]
+        memorized = np.flatnonzero(rule.memorized(scores["mem"], scores["mem_q"]))
+        again = influence_of(
+            reference["masks"][ref_models], reference["test_correct"][ref_models],
+            reported["train_index"], reported["test_index"],
+        )["infl"].to_numpy()
+        result[mode] = {
+            "pairs_reported": len(reported),
+            "pairs_replicate": _share(again >= REPLICATES_PAIR),
+            "pairs_coverage": _share(np.isin(_keys(ref_selected, n_test), _keys(reported, n_test))),
+            "pairs_mean_infl_study": float(reported["infl"].mean()) if len(reported) else math.nan,
+            "pairs_mean_infl_reference": float(np.nanmean(again)) if len(reported) else math.nan,
+            "memorized_reported": len(memorized),
+            "memorized_replicate": _share(ref_mem[memorized] >= REPLICATES_MEM),
+            "memorized_coverage": _share(np.isin(ref_memorized, memorized)),
+        }
+    return result
+
+
+def _share(hits: np.ndarray) -> float:
+    return float(np.mean(hits)) if len(hits) else math.nan
+
+
 def main() -> None:
+    global REFERENCE  # noqa: PLW0603 (the reference range is an argument of the run)
     parser = argparse.ArgumentParser()
     parser.add_argument("command", choices=["train", "measure"])
-    parser.add_argument("--models", type=int, default=500)
+    parser.add_argument("--dataset", default="mnist5k")
+    parser.add_argument("--models", type=int, default=500, help="the study's size (train: how many to have)")
     parser.add_argument("--scheme", choices=["independent", "balanced"], default="independent")
+    parser.add_argument("--reference", type=int, nargs=2, default=REFERENCE, help="reference models [start, stop)")
     parser.add_argument("--store", type=Path, default=Path("/work/bench-cache/shards"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    REFERENCE = tuple(args.reference)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.perf_counter()
     if args.command == "train":
-        study_arrays(args.store, args.scheme, args.models)
+        study_arrays(args.store, args.dataset, args.scheme, args.models)
         print(json.dumps({"trained": args.models, "scheme": args.scheme, "seconds": time.perf_counter() - started}))
         return
-    raise SystemExit("measure: not written yet")
+    if args.models > REFERENCE[0] and args.scheme == "independent":
+        raise SystemExit(f"--models {args.models} would share models with the reference {REFERENCE}")
+    scoring = default_parameters(args.dataset)["scoring"]
+    study = study_arrays(args.store, args.dataset, args.scheme, args.models)
+    reference = study_arrays(args.store, args.dataset, "independent", REFERENCE[1])
+    result = {
+        "dataset": args.dataset, "models": args.models, "scheme": args.scheme, "reference": list(REFERENCE),
+        "scoring": scoring, **measure(study, reference, args.models, scoring),
+        "seconds": time.perf_counter() - started, "machine": platform.processor() or platform.machine(),
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -171,11 +171,7 @@ def summarize_diagnostics(
     headline = {
         "halves_spearman_mem": agreement["spearman_mem"].iloc[0],
         "halves_jaccard_pairs": agreement["jaccard_pairs"].iloc[0],
-        **{
-            f"halves_{mode}_{what}_replicated": agreement[f"{mode}_{what}_replicated"].iloc[0]
-            for mode in ("controlled", "paper")
-            for what in ("pairs", "memorized")
-        },
+        **{f"halves_{column}": agreement[column].iloc[0] for column in agreement if column.endswith("_replicated")},
         "models_for_target_se": convergence["models_for_target_se"].iloc[-1],
     }
     for row in label_noise_detection.itertuples():
