@@ -7,12 +7,21 @@ reported pair replicates when its reference infl ≥ 0.10, a reported memorized 
 its reference mem ≥ 0.15; coverage is the share of the reference's own selection (infl ≥ 0.15
 and mem ≥ 0.25 over the 1,500 reference models, same-class pairs) that the report holds.
 
+``schemes`` compares the sampling schemes (issue 11, item 5): for each, the convergence
+diagnostic's median mem_se over the reference's memorized examples and the models it
+extrapolates to for a median se of 0.05, and the mean squared difference of mem from the
+reference's on those examples (an empirical check of the variance).
+
 Trained models are reused through the shard store (``--store``, outside the worktree), so
-only the first call trains:
+only the first call trains; ``--reference START STOP`` and ``--dataset`` change the setting:
 
     python benchmarks/replication.py train --scheme independent --models 2000
     python benchmarks/replication.py train --scheme balanced --models 500
     python benchmarks/replication.py measure --models 500 --scheme independent --json out.json
+    python benchmarks/replication.py schemes --dataset digits --models 100 --reference 100 200
+
+Measured (2-core AMD EPYC shared with other jobs, see docs/diagnostics.md): mnist5k,
+``measure --models 256 --reference 256 500``; digits, ``schemes --models 100 --reference 100 200``.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from longtail.diagnostics import models_for_se
 from longtail.estimate import MODES, Selection, influence, influence_of, memorization
 from longtail.executors import LocalExecutor, train_with_store
 from longtail.params import BLOCKS
@@ -113,6 +123,30 @@ def measure(study: dict[str, np.ndarray], reference: dict[str, np.ndarray], n_mo
     return result
 
 
+def compare_schemes(
+    schemes: dict[str, dict[str, np.ndarray]], reference: dict[str, np.ndarray], n_models: int, target_se: float
+) -> dict:
+    """Issue 11's convergence measure for each scheme's first ``n_models`` models: the median
+    mem_se over a fixed set of memorized examples (mem ≥ 0.25 by the reference models) and the
+    models it extrapolates to for ``target_se``; and, as an empirical check of the variance,
+    the mean squared difference of mem on that set from the reference's (the reference's own
+    variance is common to the schemes)."""
+    ref_mem = memorization(reference["masks"][slice(*REFERENCE)], reference["train_correct"][slice(*REFERENCE)])["mem"].to_numpy()
+    fixed = np.nan_to_num(ref_mem, nan=-1) >= REFERENCE_MEM
+    result: dict = {"memorized_by_reference": int(fixed.sum())}
+    for scheme, arrays in schemes.items():
+        scores = memorization(arrays["masks"][:n_models], arrays["train_correct"][:n_models])
+        se = float(np.nanmedian(scores["mem_se"].to_numpy()[fixed]))
+        result[scheme] = {
+            "median_mem_se_memorized": se,
+            "models_for_target_se": models_for_se(n_models, se, target_se),
+            "mean_squared_difference_from_reference": float(np.nanmean((scores["mem"].to_numpy() - ref_mem)[fixed] ** 2)),
+            "n_in_sd": float(arrays["masks"][:n_models].sum(axis=0).std()),
+            "subset_size_sd": float(arrays["masks"][:n_models].sum(axis=1).std()),
+        }
+    return result
+
+
 def _share(hits: np.ndarray) -> float:
     return float(np.mean(hits)) if len(hits) else math.nan
 
@@ -120,7 +154,7 @@ def _share(hits: np.ndarray) -> float:
 def main() -> None:
     global REFERENCE  # noqa: PLW0603 (the reference range is an argument of the run)
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["train", "measure"])
+    parser.add_argument("command", choices=["train", "measure", "schemes"])
     parser.add_argument("--dataset", default="mnist5k")
     parser.add_argument("--models", type=int, default=500, help="the study's size (train: how many to have)")
     parser.add_argument("--scheme", choices=["independent", "balanced"], default="independent")
@@ -134,6 +168,16 @@ def main() -> None:
     if args.command == "train":
         study_arrays(args.store, args.dataset, args.scheme, args.models)
         print(json.dumps({"trained": args.models, "scheme": args.scheme, "seconds": time.perf_counter() - started}))
+        return
+    if args.command == "schemes":
+        schemes = {s: study_arrays(args.store, args.dataset, s, args.models) for s in ("independent", "balanced")}
+        reference = study_arrays(args.store, args.dataset, "independent", REFERENCE[1])
+        target = default_parameters(args.dataset)["diagnostics"]["target_se"]
+        result = {"dataset": args.dataset, "models": args.models, "reference": list(REFERENCE),
+                  **compare_schemes(schemes, reference, args.models, target)}
+        print(json.dumps(result, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
         return
     if args.models > REFERENCE[0] and args.scheme == "independent":
         raise SystemExit(f"--models {args.models} would share models with the reference {REFERENCE}")
