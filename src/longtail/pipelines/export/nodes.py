@@ -36,11 +36,13 @@ def class_influence(subset_masks: np.ndarray, test_correct: np.ndarray, examples
     each class c, ``infl_matrix_class{c}`` (float32, training × test examples of class c,
     NaN where undefined), indexed by ``tr_classidx_{c}`` and ``tt_classidx_{c}`` (positions in
     the training and test splits). Its size is Σ_c n_train_c · n_test_c, a tenth of the full
-    matrix on 10 balanced classes."""
+    matrix on 10 balanced classes. Examples without a label (−1, published runs that carry
+    none) belong to no class and are left out."""
     train = examples[examples["split"] == "train"].sort_values("index")["label"].to_numpy()
     test = examples[examples["split"] == "test"].sort_values("index")["label"].to_numpy()
     arrays: dict[str, np.ndarray] = {}
-    for label in np.unique(np.concatenate([train, test])):
+    known = np.concatenate([train, test])
+    for label in np.unique(known[known >= 0]):
         rows, cols = np.flatnonzero(train == label), np.flatnonzero(test == label)
         out = np.empty((rows.size, cols.size), dtype=np.float32)
         influence_matrix(subset_masks[:, rows], test_correct[:, cols], out=out)

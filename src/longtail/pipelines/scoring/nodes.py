@@ -55,9 +55,7 @@ def score_influence(
     training examples of each test example, with their evidence (``infl_se``, ``infl_lo``,
     ``infl_hi``, ``p_value``, ``q_value``) and the training example's ``mem`` and ``mem_q``."""
     params = parse(ScoringParams, scoring, "scoring")
-    labels = None
-    if params.pairs == "same_class":
-        labels = (_split(examples, "train")["label"].to_numpy(), _split(examples, "test")["label"].to_numpy())
+    labels = _same_class_labels(examples) if params.pairs == "same_class" else None
     pairs = influence(
         subset_masks,
         test_correct,
@@ -75,6 +73,20 @@ def score_influence(
         int((pairs["infl"] >= params.influence_threshold).sum()), params.influence_threshold,
     )
     return pairs
+
+
+def _same_class_labels(examples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(train labels, test labels); every label must be known (published runs without labels
+    carry −1) for pairs to be matched by class."""
+    labels = tuple(_split(examples, split)["label"].to_numpy() for split in ("train", "test"))
+    unknown = [int((side < 0).sum()) for side in labels]
+    if any(unknown):
+        raise ValueError(
+            f"scoring.pairs='same_class' needs every example's label, but {unknown[0]} training and {unknown[1]} "
+            "test examples have none (-1: published runs without trainset_labels/testset_labels); "
+            "add the labels or set scoring.pairs=all"
+        )
+    return labels
 
 
 def report_pairs(influence_pairs: pd.DataFrame, scoring: dict[str, Any]) -> pd.DataFrame:
