@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from longtail.estimate import influence, memorization  # noqa: E402
 
 _CHUNK = 100  # models generated per chunk, keeping generation well below scoring memory
+_CLASSES = 10
 
 
 def _subset_masks(rng: np.random.Generator, n_models: int, n_train: int) -> np.ndarray:
@@ -59,15 +60,54 @@ def _train_correct(rng: np.random.Generator, masks: np.ndarray) -> np.ndarray:
     return correct
 
 
-def _test_correct(rng: np.random.Generator, masks: np.ndarray, n_test: int) -> np.ndarray:
-    helper1, helper2 = rng.integers(0, masks.shape[1], (2, n_test))
-    base = rng.uniform(0.2, 0.4, n_test).astype(np.float32)
+def _labels(rng: np.random.Generator, n_train: int, n_test: int) -> tuple[np.ndarray, np.ndarray]:
+    return rng.integers(0, _CLASSES, n_train), rng.integers(0, _CLASSES, n_test)
+
+
+def _helpers(rng: np.random.Generator, train_labels: np.ndarray, test_labels: np.ndarray) -> np.ndarray:
+    """(2, n_test): two training examples of each test example's class, its planted helpers."""
+    by_class = [np.flatnonzero(train_labels == c) for c in range(_CLASSES)]
+    helpers = np.empty((2, len(test_labels)), dtype=np.int64)
+    for c, members in enumerate(by_class):
+        where = np.flatnonzero(test_labels == c)
+        helpers[:, where] = members[rng.integers(0, len(members), (2, len(where)))]
+    return helpers
+
+
+def _test_correct(
+    rng: np.random.Generator, masks: np.ndarray, helpers: np.ndarray, structure: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Test correctness and which test examples are hard (helped by their planted helpers).
+
+    synthetic: every test example is hard, right with probability 0.2-0.4 plus 0.4 when its
+    first helper is in the model and 0.2 when its second is. realistic (like MNIST at 98%
+    accuracy): 90% of the test examples are right in every model (constant columns), 5% are
+    right with probability 0.98 whatever the subset, 5% are hard as above."""
+    n_test = helpers.shape[1]
+    kind = np.zeros(n_test, dtype=np.int8) if structure == "synthetic" else rng.choice([1, 2, 0], n_test, p=[0.9, 0.05, 0.05])
+    base = np.where(kind == 0, rng.uniform(0.2, 0.4, n_test), np.where(kind == 1, 1.0, 0.98)).astype(np.float32)
+    hard = kind == 0
     correct = np.empty((masks.shape[0], n_test), dtype=bool)
     for start in range(0, masks.shape[0], _CHUNK):
         seen = masks[start : start + _CHUNK]
-        prob = base + 0.4 * seen[:, helper1] + 0.2 * seen[:, helper2]
+        prob = base + hard * (0.4 * seen[:, helpers[0]] + 0.2 * seen[:, helpers[1]])
         correct[start : start + _CHUNK] = _bernoulli(rng, prob)
-    return correct
+    return correct, hard
+
+
+def _planted(pairs, helpers: np.ndarray, hard: np.ndarray, fdr: float = 0.1) -> dict[str, int]:
+    """How many planted helper pairs (of the hard test examples) the pairs hold, and how many
+    of those have a q-value at most ``fdr``."""
+    n_test = len(hard)
+    tests = np.flatnonzero(hard)
+    planted = np.unique(np.concatenate([helpers[0, tests], helpers[1, tests]]) * n_test + np.tile(tests, 2))
+    keys = pairs["train_index"].to_numpy() * n_test + pairs["test_index"].to_numpy()
+    found = np.isin(keys, planted)
+    return {
+        "planted_pairs": int(planted.size),
+        "planted_pairs_returned": int(found.sum()),
+        f"planted_pairs_q_at_most_{fdr}": int((pairs["q_value"].to_numpy()[found] <= fdr).sum()),
+    }
 
 
 def _rss_mb() -> float:
@@ -87,12 +127,17 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--max-block-mb", type=float, default=256.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--structure", choices=["synthetic", "realistic"], default="synthetic")
+    parser.add_argument("--pairs", choices=["same_class", "all"], default="same_class")
     args = parser.parse_args()
 
     rng = np.random.default_rng(args.seed)
     masks = _subset_masks(rng, args.models, args.train)
     correct = _train_correct(rng, masks)
-    test_correct = _test_correct(rng, masks, args.test)
+    train_labels, test_labels = _labels(rng, args.train, args.test)
+    helpers = _helpers(rng, train_labels, test_labels)
+    test_correct, hard = _test_correct(rng, masks, helpers, args.structure)
+    labels = (train_labels, test_labels) if args.pairs == "same_class" else None
     rss_before = _rss_mb()
 
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -103,6 +148,7 @@ def main() -> None:
         test_correct,
         threshold=args.threshold,
         top_k=args.top_k,
+        labels=labels,
         max_block_mb=args.max_block_mb,
     )
     seconds = time.perf_counter() - start
@@ -118,7 +164,14 @@ def main() -> None:
         "cpu_seconds": round(cpu_seconds, 4),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_before_mb": round(rss_before, 1),
+        "structure": args.structure,
+        "pairs": args.pairs,
         "n_pairs": len(pairs),
+        "n_tests": pairs.attrs["n_tests"],
+        "pairs_with_infl_at_most_0": int((pairs["infl"] <= 0).sum()),
+        "most_pairs_of_one_test_example": int(pairs["test_index"].value_counts().max()) if len(pairs) else 0,
+        "constant_test_columns": int((test_correct.all(axis=0) | ~test_correct.any(axis=0)).sum()),
+        **_planted(pairs, helpers, hard),
         "n_memorized_over_0.5": int((mem["mem"] > 0.5).sum()),
         "threshold": args.threshold,
         "top_k": args.top_k,

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import rankdata, spearmanr
+from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from longtail import diagnostics as stats
@@ -35,10 +35,9 @@ def test_ranking_statistics_match_scikit_learn(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_average_ranks_and_spearman_match_scipy(seed: int) -> None:
+def test_spearman_matches_scipy_with_nan_omitted(seed: int) -> None:
     rng = np.random.default_rng(seed)
     a, b = rng.integers(0, 6, 50).astype(float), rng.integers(0, 6, 50).astype(float)
-    np.testing.assert_allclose(stats.average_ranks(a), rankdata(a))
     a[rng.random(50) < 0.1] = np.nan
     b[rng.random(50) < 0.1] = np.nan
     assert stats.spearman(a, b) == pytest.approx(spearmanr(a, b, nan_policy="omit").statistic, abs=1e-12)
@@ -105,60 +104,88 @@ def runs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return masks, correct, test_correct
 
 
-SELECTION = stats.PairSelection(influence_threshold=0.15, memorization_threshold=0.25)
+@pytest.fixture(scope="module")
+def planted() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """160 models: training example i is memorized by an amount falling from 0.5 to 0 with i,
+    and helps test example i (i < 12) by 0.4; every other pair has no influence."""
+    rng = np.random.default_rng(0)
+    masks = rng.random((160, 30)) < 0.7
+    correct = rng.random((160, 30)) < 0.4 + np.linspace(0.5, 0, 30) * masks
+    test_correct = rng.random((160, 12)) < 0.3 + 0.4 * masks[:, :12]
+    return masks, correct, test_correct
 
 
-def brute_force_halves(masks, correct, test_correct, models, seed) -> dict[str, float]:
-    """The agreement of two halves, from the public estimators and Python sets."""
+HOW = stats.Reporting(influence_threshold=0.15, memorization_threshold=0.25, fdr=0.5, share=0.6)
+
+
+def _direct_infl(masks: np.ndarray, test_correct: np.ndarray, train: int, test: int) -> float:
+    seen = masks[:, train]
+    return float(test_correct[seen, test].mean() - test_correct[~seen, test].mean())
+
+
+def brute_force_halves(masks, correct, test_correct, models, seed, mode) -> dict[str, float]:
+    """The agreement of two halves, from the public estimators, Python sets and direct means."""
     halves = stats.split_halves(models, seed)
-    mems, pair_sets = [], []
+    mems, memorized, pair_sets = [], [], []
     for half in halves:
-        mem = memorization(masks[half], correct[half])["mem"].to_numpy()
-        pairs = influence(masks[half], test_correct[half])
+        scores = memorization(masks[half], correct[half])
+        pairs = influence(masks[half], test_correct[half], threshold=0.15)
+        mem, mem_q = scores["mem"].to_numpy(), scores["mem_q"].to_numpy()
+        controlled = mode == "controlled"
+        keep = {i for i in range(len(mem)) if mem[i] >= 0.25 and (not controlled or mem_q[i] <= 0.5)}
         pair_sets.append({
-            (train, test) for train, test, infl in pairs[["train_index", "test_index", "infl"]].itertuples(index=False)
-            if infl >= 0.15 and mem[int(train)] >= 0.25
+            (train, test) for train, test, q in pairs[["train_index", "test_index", "q_value"]].itertuples(index=False)
+            if train in keep and (not controlled or q <= 0.5)
         })
         mems.append(mem)
-    a, b = pair_sets
+        memorized.append(keep)
+    (a, b), second = pair_sets, halves[1]
+    replicated = [_direct_infl(masks[second], test_correct[second], i, z) >= 0.09 for i, z in a]
     return {
         "spearman_mem": spearmanr(*mems, nan_policy="omit").statistic,
         "pairs_both": len(a & b),
         "jaccard_pairs": len(a & b) / len(a | b),
+        "pairs_replicated": float(np.mean(replicated)),
+        "memorized_replicated": float(np.mean([mems[1][i] >= 0.15 for i in memorized[0]])),
+        "jaccard_memorized": len(memorized[0] & memorized[1]) / len(memorized[0] | memorized[1]),
     }
 
 
-def test_half_agreement_matches_a_direct_computation(runs) -> None:
-    masks, correct, test_correct = runs
-    result = stats.half_agreement(masks, correct, test_correct, np.arange(40), 7, SELECTION)
-    expected = brute_force_halves(masks, correct, test_correct, np.arange(40), 7)
-    assert result["models_per_half"] == 20
-    assert result["pairs_both"] == expected["pairs_both"] > 0
+@pytest.mark.parametrize("mode", ["controlled", "paper"])
+def test_half_agreement_matches_a_direct_computation(planted, mode) -> None:
+    masks, correct, test_correct = planted
+    result = stats.half_agreement(masks, correct, test_correct, np.arange(160), 7, HOW)
+    expected = brute_force_halves(masks, correct, test_correct, np.arange(160), 7, mode)
+    assert result["models_per_half"] == 80
+    assert result[f"{mode}_pairs_both"] == expected["pairs_both"] > 0
     assert result["spearman_mem"] == pytest.approx(expected["spearman_mem"])
-    assert result["jaccard_pairs"] == pytest.approx(expected["jaccard_pairs"])
+    for name in ("jaccard_pairs", "pairs_replicated", "memorized_replicated", "jaccard_memorized"):
+        assert result[f"{mode}_{name}"] == pytest.approx(expected[name]), name
+    assert 0 < result["paper_pairs_replicated"] < result["controlled_pairs_replicated"]  # both outcomes occur
 
 
-def test_identical_halves_agree_perfectly(runs) -> None:
-    masks, correct, test_correct = runs
-    first, second = stats.split_halves(np.arange(40), 1)
-    copied = [np.empty_like(a) for a in runs]
-    for original, copy in zip(runs, copied):
+def test_identical_halves_agree_perfectly(planted) -> None:
+    first, second = stats.split_halves(np.arange(160), 1)
+    copied = [np.empty_like(a) for a in planted]
+    for original, copy in zip(planted, copied):
         copy[first], copy[second] = original[first], original[first]
-    result = stats.half_agreement(*copied, np.arange(40), 1, SELECTION)
-    assert result["spearman_mem"] == pytest.approx(1.0) and result["jaccard_pairs"] == 1.0
+    result = stats.half_agreement(*copied, np.arange(160), 1, HOW)
+    assert result["spearman_mem"] == pytest.approx(1.0)
+    for mode in ("controlled", "paper"):
+        assert result[f"{mode}_jaccard_pairs"] == 1.0 and result[f"{mode}_pairs_replicated"] == 1.0
 
 
 def test_convergence_rows_use_the_first_models(runs) -> None:
     masks, correct, test_correct = runs
     counts = stats.model_counts([10, 20, 100], available=40)
     assert counts == [10, 20, 40]
-    table = stats.convergence(masks, correct, test_correct, counts, 7, 0.05, SELECTION)
+    table = stats.convergence(masks, correct, test_correct, counts, 7, 0.05, HOW)
     assert table["n_models"].tolist() == [10, 20, 40]
     se_20 = memorization(masks[:20], correct[:20])["mem_se"].to_numpy()
     assert table["median_mem_se"].iloc[1] == pytest.approx(np.median(se_20))
     last = table.iloc[-1]
-    for column, value in stats.half_agreement(masks, correct, test_correct, np.arange(40), 7, SELECTION).items():
-        assert last[column] == pytest.approx(value)
+    for column, value in stats.half_agreement(masks, correct, test_correct, np.arange(40), 7, HOW).items():
+        assert last[column] == pytest.approx(value, nan_ok=True)
     se = last["median_mem_se_memorized"]
     assert last["models_for_target_se"] == math.ceil(40 * (se / 0.05) ** 2)
 

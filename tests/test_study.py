@@ -99,9 +99,14 @@ def test_scores_equal_the_estimators_on_the_stored_arrays(study: Path) -> None:
     soft = memorization(masks, data.load("train_true_prob"))
     np.testing.assert_allclose(scores["mem_soft"], soft["mem"], equal_nan=True)
     pairs = data.load("influence_pairs")
-    direct = influence(masks, data.load("test_correct"), threshold=0.15, top_k=2)
+    examples = data.load("examples")
+    labels = tuple(examples[examples["split"] == s].sort_values("index")["label"].to_numpy() for s in ("train", "test"))
+    direct = influence(masks, data.load("test_correct"), threshold=0.15, top_k=2, labels=labels)  # same-class pairs
     pd.testing.assert_frame_equal(pairs[direct.columns].reset_index(drop=True), direct)
     np.testing.assert_allclose(pairs["mem"], scores["mem"].to_numpy()[pairs["train_index"]], equal_nan=True)
+    reported = data.load("reported_pairs")
+    assert reported.attrs["selection"]["selection"] == "controlled"
+    assert len(reported) <= len(pairs) and (reported["q_value"] <= 0.1).all()
 
 
 def test_subset_models_learn(study: Path) -> None:
@@ -117,6 +122,7 @@ def test_mlflow_holds_one_child_run_per_trained_model(study: Path) -> None:
     parent = parents[0]
     assert parent.data.params["sampling.n_models"] == "24"
     assert "training_metrics.subset_models_test_accuracy_mean" in parent.data.metrics
+    assert {"scoring_metrics.pairs_reported", "scoring_metrics.examples_memorized"} <= set(parent.data.metrics)
     sources = pd.Series([c.data.tags["longtail.source"] for c in children]).value_counts().to_dict()
     assert sources == {"subset": 24, "removal": 8, "proxy": 2}
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}

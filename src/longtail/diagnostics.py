@@ -3,15 +3,17 @@ proxy would do. Kedro-free: numpy arrays and DataFrames in, numbers and DataFram
 
 * **Label-error detection**: how well a score ranks planted label errors first (ROC AUC,
   average precision, precision among the top k).
-* **Run-to-run agreement**: ``mem`` and the paper's high-influence pairs estimated on two
-  disjoint halves of the models, compared by Spearman correlation and Jaccard overlap.
+* **Run-to-run agreement and replication**: ``mem`` and the reported lists (memorized
+  examples, high-influence pairs) estimated on two disjoint halves of the models, for both
+  selections (``controlled`` and ``paper``): Spearman correlation of mem, Jaccard overlap of
+  the lists, and how many of half A's reported items replicate in half B.
 * **Convergence**: the standard error and the agreement as a function of the number of models.
 * **Learning-speed proxies** (Jiang et al. 2021, "Characterizing Structural Regularities of
   Labeled Data in Overparameterized Models"): how early and how surely full-data models fit
   each training example, from a few training runs instead of hundreds.
 
-The statistics are implemented here in numpy (ranks with ties averaged) and tested against
-scikit-learn and scipy.
+Ranking statistics come from scikit-learn and scipy; ``precision_at_k`` (ties shared by
+random tie-breaking) has no library equivalent.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from longtail.estimate import influence, memorization
+from longtail.estimate import MODES, Selection, influence, influence_of, memorization
 
 __all__ = [
-    "average_ranks",
     "roc_auc",
     "precision_recall",
     "average_precision",
@@ -34,7 +37,7 @@ __all__ = [
     "spearman",
     "jaccard",
     "split_halves",
-    "PairSelection",
+    "Reporting",
     "half_agreement",
     "model_counts",
     "models_for_se",
@@ -88,57 +91,38 @@ def _ranking_inputs(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray
         raise ValueError(f"labels and scores must be 1-D of one length; got shapes {positive.shape} and {score.shape}")
     if positive.dtype != bool:
         raise ValueError(f"labels must be bool (True = positive); got dtype {positive.dtype}")
-    return positive, np.nan_to_num(score, nan=-np.inf)
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1 … n of ``values`` (no NaN), tied values sharing the mean of the ranks they span."""
-    values = np.asarray(values, dtype=np.float64)
-    if np.isnan(values).any():
-        raise ValueError("values contain NaN; drop or replace them before ranking")
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    stops = np.r_[starts[1:], len(values)]
-    ranks = np.empty(len(values))
-    ranks[order] = np.repeat((starts + 1 + stops) / 2, stops - starts)
-    return ranks
+    finite = score[np.isfinite(score)]
+    lowest = finite.min() - 1.0 if finite.size else 0.0
+    return positive, np.where(np.isnan(score), lowest, score)
 
 
 def roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
     """Probability that a random positive scores above a random negative, ties counting half
-    (the Mann-Whitney U statistic from average ranks). NaN without positives or negatives."""
+    (``sklearn.metrics.roc_auc_score``). NaN without positives or negatives."""
     positive, score = _ranking_inputs(positive, score)
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if positive.all() or not positive.any():
         return math.nan
-    rank_sum = average_ranks(score)[positive].sum()
-    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(positive, score))
 
 
 def precision_recall(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall of flagging every example with score ≥ t, for each distinct score t
-    from the highest down (tied examples are flagged together). Empty without positives."""
+    from the highest down (``sklearn.metrics.precision_recall_curve`` without its final
+    (1, 0) point). Empty without positives."""
     positive, score = _ranking_inputs(positive, score)
-    n_pos = int(positive.sum())
-    if n_pos == 0:
+    if not positive.any():
         return np.empty(0), np.empty(0)
-    order = np.argsort(-score, kind="mergesort")
-    ordered = score[order]
-    last_of_tie = np.r_[ordered[1:] != ordered[:-1], True]
-    true_pos = np.cumsum(positive[order])[last_of_tie]
-    flagged = np.flatnonzero(last_of_tie) + 1
-    return true_pos / flagged, true_pos / n_pos
+    precision, recall, _ = precision_recall_curve(positive, score)
+    return precision[-2::-1], recall[-2::-1]
 
 
 def average_precision(positive: np.ndarray, score: np.ndarray) -> float:
-    """Σ_n (R_n − R_{n−1}) P_n over the distinct thresholds (scikit-learn's
-    ``average_precision_score``). NaN without positives."""
-    precision, recall = precision_recall(positive, score)
-    if not len(precision):
+    """Σ_n (R_n − R_{n−1}) P_n over the distinct thresholds
+    (``sklearn.metrics.average_precision_score``). NaN without positives."""
+    positive, score = _ranking_inputs(positive, score)
+    if not positive.any():
         return math.nan
-    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+    return float(average_precision_score(positive, score))
 
 
 def precision_at_k(positive: np.ndarray, score: np.ndarray, k: int) -> float:
@@ -158,18 +142,15 @@ def precision_at_k(positive: np.ndarray, score: np.ndarray, k: int) -> float:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation (Pearson's on average ranks) over the pairs where neither
+    """Spearman's rank correlation (``scipy.stats.spearmanr``) over the pairs where neither
     value is NaN. NaN with fewer than two such pairs or when either side is constant."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"spearman needs two 1-D arrays of one length; got shapes {a.shape} and {b.shape}")
     keep = ~(np.isnan(a) | np.isnan(b))
-    if keep.sum() < 2:
+    if keep.sum() < 2 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
         return math.nan
-    x, y = average_ranks(a[keep]), average_ranks(b[keep])
-    x, y = x - x.mean(), y - y.mean()
-    scale = math.sqrt(float((x * x).sum() * (y * y).sum()))
-    return float((x * y).sum() / scale) if scale > 0 else math.nan
+    return float(spearmanr(a[keep], b[keep]).statistic)
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -190,27 +171,70 @@ def split_halves(models: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
-class PairSelection:
-    """The paper's high-influence pairs: infl ≥ ``influence_threshold`` and mem of the training
-    example ≥ ``memorization_threshold``; ``max_block_mb`` bounds the influence computation."""
+class Reporting:
+    """How a study reports: its cut-offs and false discovery rate (both selections are
+    compared), ``labels`` = (train labels, test labels) for same-class pairs or None for all
+    pairs, the influence computation's memory bound, and ``share``: an item of half A
+    replicates when half B's estimate is at least ``share`` × its cut-off."""
 
     influence_threshold: float
     memorization_threshold: float
+    fdr: float
+    labels: tuple[np.ndarray, np.ndarray] | None = None
     max_block_mb: float = 256.0
+    share: float = 0.6
+
+    def selection(self, mode: str) -> Selection:
+        return Selection(mode, self.influence_threshold, self.memorization_threshold, self.fdr)
 
 
-def _estimates(
-    masks: np.ndarray, correct: np.ndarray, test_correct: np.ndarray, models: np.ndarray, selection: PairSelection
-) -> tuple[np.ndarray, np.ndarray]:
-    """``mem`` from ``models`` alone, and the pairs they select as keys train · n_test + test."""
-    mem = memorization(masks[models], correct[models])["mem"].to_numpy()
+@dataclass(frozen=True)
+class _Half:
+    """One half's estimates: the memorization table and its influence pairs (with mem, mem_q)."""
+
+    models: np.ndarray
+    memorization: pd.DataFrame
+    pairs: pd.DataFrame
+
+
+def _half(masks: np.ndarray, correct: np.ndarray, test_correct: np.ndarray, models: np.ndarray, how: Reporting) -> _Half:
+    scores = memorization(masks[models], correct[models])
     pairs = influence(
-        masks[models], test_correct[models], threshold=selection.influence_threshold,
-        max_block_mb=selection.max_block_mb,
+        masks[models], test_correct[models], threshold=how.influence_threshold, labels=how.labels,
+        max_block_mb=how.max_block_mb,
     )
-    train, test = pairs["train_index"].to_numpy(), pairs["test_index"].to_numpy()
-    keep = mem[train] >= selection.memorization_threshold  # NaN mem is never selected
-    return mem, train[keep] * test_correct.shape[1] + test[keep]
+    train = pairs["train_index"].to_numpy()
+    pairs["mem"], pairs["mem_q"] = scores["mem"].to_numpy()[train], scores["mem_q"].to_numpy()[train]
+    return _Half(models, scores, pairs)
+
+
+def _replication(
+    a: _Half, b: _Half, masks: np.ndarray, test_correct: np.ndarray, rule: Selection, share: float
+) -> dict[str, float]:
+    """Half A's reported lists against half B's: sizes, Jaccard overlaps, and the share of A's
+    items whose B estimate reaches ``share`` × the cut-off (NaN when A reports nothing)."""
+    n_test = test_correct.shape[1]
+    memorized_a = np.flatnonzero(rule.memorized(a.memorization["mem"], a.memorization["mem_q"]))
+    memorized_b = np.flatnonzero(rule.memorized(b.memorization["mem"], b.memorization["mem_q"]))
+    reported_a, reported_b = (half.pairs[rule.pairs(half.pairs)] for half in (a, b))
+    keys_a, keys_b = (p["train_index"].to_numpy() * n_test + p["test_index"].to_numpy() for p in (reported_a, reported_b))
+    again = influence_of(masks[b.models], test_correct[b.models], reported_a["train_index"], reported_a["test_index"])
+    mem_b = b.memorization["mem"].to_numpy()
+    return {
+        "memorized_first_half": len(memorized_a),
+        "memorized_second_half": len(memorized_b),
+        "memorized_replicated": _share(mem_b[memorized_a] >= share * rule.memorization_threshold),
+        "jaccard_memorized": jaccard(memorized_a, memorized_b),
+        "pairs_first_half": len(keys_a),
+        "pairs_second_half": len(keys_b),
+        "pairs_both": len(np.intersect1d(keys_a, keys_b)),
+        "pairs_replicated": _share(again["infl"].to_numpy() >= share * rule.influence_threshold),
+        "jaccard_pairs": jaccard(keys_a, keys_b),
+    }
+
+
+def _share(hits: np.ndarray) -> float:
+    return float(hits.mean()) if hits.size else math.nan
 
 
 def half_agreement(
@@ -219,21 +243,21 @@ def half_agreement(
     test_correct: np.ndarray,
     models: np.ndarray,
     seed: int,
-    selection: PairSelection,
+    how: Reporting,
 ) -> dict[str, float]:
     """Split ``models`` into two halves (``split_halves``), estimate on each, and compare: the
-    Spearman correlation of ``mem`` and the Jaccard overlap of the pairs each selects."""
+    Spearman correlation of ``mem``, and for each selection (``controlled_*``, ``paper_*``) the
+    lists each half reports, their Jaccard overlaps and how many of half A's replicate in B."""
     first, second = split_halves(models, seed)
-    mem_a, pairs_a = _estimates(masks, correct, test_correct, first, selection)
-    mem_b, pairs_b = _estimates(masks, correct, test_correct, second, selection)
-    return {
+    a, b = (_half(masks, correct, test_correct, half, how) for half in (first, second))
+    result: dict[str, float] = {
         "models_per_half": len(first),
-        "spearman_mem": spearman(mem_a, mem_b),
-        "pairs_first_half": len(pairs_a),
-        "pairs_second_half": len(pairs_b),
-        "pairs_both": len(np.intersect1d(pairs_a, pairs_b)),
-        "jaccard_pairs": jaccard(pairs_a, pairs_b),
+        "spearman_mem": spearman(a.memorization["mem"].to_numpy(), b.memorization["mem"].to_numpy()),
     }
+    for mode in MODES:
+        replication = _replication(a, b, masks, test_correct, how.selection(mode), how.share)
+        result.update({f"{mode}_{name}": value for name, value in replication.items()})
+    return result
 
 
 # ---------------------------------------------------------------------------------- convergence
@@ -259,19 +283,20 @@ def convergence(
     counts: Sequence[int],
     seed: int,
     target_se: float,
-    selection: PairSelection,
+    how: Reporting,
 ) -> pd.DataFrame:
     """One row per count n of models, estimated from the first n models (what a study with
     ``sampling.n_models = n`` would have trained, since adding models keeps the first rows).
 
     ``median_mem_se`` is over all training examples; it is 0 where most examples are always
     classified right. ``median_mem_se_memorized`` is over the fixed set of examples that all
-    models find memorized (mem ≥ ``selection.memorization_threshold``), the ones a user acts on,
-    and is what ``models_for_target_se`` extrapolates. The agreement columns compare two halves
-    of the n models (``half_agreement``).
+    models find memorized (mem ≥ ``how.memorization_threshold``), the ones a user acts on,
+    and is what ``models_for_target_se`` extrapolates (``mem_se`` is the half-width of the
+    Newcombe interval / 1.96, never 0). The agreement columns compare two halves of the n
+    models (``half_agreement``).
     """
     mem = memorization(masks, correct)["mem"].to_numpy()
-    memorized = np.nan_to_num(mem, nan=-np.inf) >= selection.memorization_threshold
+    memorized = np.nan_to_num(mem, nan=-np.inf) >= how.memorization_threshold
     rows = []
     for n in counts:
         se = memorization(masks[:n], correct[:n])["mem_se"].to_numpy()
@@ -283,7 +308,7 @@ def convergence(
                 "median_mem_se_memorized": median_memorized,
                 "target_se": target_se,
                 "models_for_target_se": models_for_se(n, median_memorized, target_se),
-                **half_agreement(masks, correct, test_correct, np.arange(n), seed, selection),
+                **half_agreement(masks, correct, test_correct, np.arange(n), seed, how),
             }
         )
     return pd.DataFrame(rows)

@@ -81,6 +81,16 @@ class SamplingParams(_Block):
     n_models: int = Field(ge=2)
     subset_ratio: float = Field(gt=0, lt=1)
     seed: int = Field(ge=0)
+    scheme: Literal["independent", "balanced"] = "independent"  # see pipelines/sampling/nodes.py
+    block_size: int = Field(default=100, ge=2)  # balanced: models per block in which membership is balanced
+
+    def identity(self) -> dict[str, Any]:
+        """What the subsets' distribution depends on (the shard store's experiment identity);
+        the independent scheme keeps the identity it had before schemes existed."""
+        identity: dict[str, Any] = {"subset_ratio": self.subset_ratio, "seed": self.seed}
+        if self.scheme == "balanced":
+            identity.update(scheme=self.scheme, block_size=self.block_size)
+        return identity
 
 
 class TrainingParams(_Block):
@@ -163,10 +173,14 @@ def device_problem(device: str) -> str | None:
 
 
 class ScoringParams(_Block):
-    influence_threshold: float = Field(ge=0, le=1)
+    influence_threshold: float = Field(gt=0, le=1)
     memorization_threshold: float = Field(ge=0, le=1)
     top_k: int = Field(ge=1)
     max_block_mb: float = Field(gt=0)
+    pairs: Literal["same_class", "all"] = "same_class"  # which (train, test) pairs are scored and tested
+    selection: Literal["controlled", "paper"] = "controlled"  # see longtail.estimate.selection
+    fdr: float = Field(default=0.1, gt=0, lt=1)  # false discovery rate of the controlled selection
+
 
 
 class RemovalParams(_Block):
@@ -209,6 +223,7 @@ class DiagnosticsParams(_Block):
     model_counts: tuple[int, ...]  # convergence: numbers of models to estimate from (all models are always added)
     target_se: float = Field(gt=0, lt=1)  # standard error of mem to find the number of models for
     proxy_models: int = Field(ge=1)  # full-data models trained for the learning-speed proxies
+    replication_share: float = Field(default=0.6, gt=0, le=1)  # replicates: other half's estimate >= share x cut-off
 
     @field_validator("model_counts")
     @classmethod

@@ -68,7 +68,7 @@ def experiment_identity(data: TrainingData, config: TrainConfig, sampling: Sampl
     return {
         "format": STORE_FORMAT,
         "data": fingerprint(data.train_images, data.train_labels, data.test_images, data.test_labels),
-        "sampling": {"subset_ratio": sampling.subset_ratio, "seed": sampling.seed},
+        "sampling": sampling.identity(),
         "training": {**model_identity(config), **custom_model_signature(config.model, data.train_images.shape[1:], data.n_classes)},
     }
 

@@ -106,24 +106,27 @@ def test_without_label_noise_the_table_is_empty_and_the_figure_says_so(memorizat
 
 def test_convergence_clips_the_counts_and_ends_with_the_agreement(inputs) -> None:
     arrays = [inputs[k] for k in ("subset_masks", "train_correct", "test_correct")]
-    convergence = measure_convergence(*arrays, SCORING, DIAGNOSTICS)
+    convergence = measure_convergence(*arrays, inputs["examples"], SCORING, DIAGNOSTICS)
     agreement = measure_agreement(convergence)
     assert convergence["n_models"].tolist() == [4, 8, N_MODELS]
     assert agreement["n_models"].tolist() == [N_MODELS] and agreement["models_per_half"].tolist() == [N_MODELS // 2]
-    for column in ("spearman_mem", "jaccard_pairs", "pairs_both"):
-        assert convergence[column].iloc[-1] == agreement[column].iloc[0]
+    for column in ("spearman_mem", "jaccard_pairs", "controlled_pairs_both", "paper_pairs_replicated"):
+        np.testing.assert_equal(convergence[column].iloc[-1], agreement[column].iloc[0])
+    # the chosen selection (controlled by default) is the one the figure draws
+    np.testing.assert_equal(convergence["jaccard_pairs"].to_numpy(), convergence["controlled_jaccard_pairs"].to_numpy())
 
 
 def test_summary_leaves_out_undefined_figures() -> None:
     detection = pd.DataFrame({"score": ["mem"], "roc_auc": [0.8], "average_precision": [np.nan]})
     metrics = summarize_diagnostics(
         detection,
-        pd.DataFrame({"spearman_mem": [0.5], "jaccard_pairs": [np.nan]}),
+        pd.DataFrame({"spearman_mem": [0.5], "jaccard_pairs": [np.nan], "paper_pairs_replicated": [0.75]}),
         pd.DataFrame({"models_for_target_se": [300.0]}),
         pd.DataFrame({"proxy": ["mean_true_prob"], "spearman_mem": [0.4]}),
     )
     assert metrics == {
         "halves_spearman_mem": {"value": 0.5, "step": 0},
+        "halves_paper_pairs_replicated": {"value": 0.75, "step": 0},
         "models_for_target_se": {"value": 300.0, "step": 0},
         "label_noise_roc_auc_mem": {"value": 0.8, "step": 0},
         "proxy_spearman_mem_mean_true_prob": {"value": 0.4, "step": 0},
@@ -138,12 +141,13 @@ def test_summary_leaves_out_undefined_figures() -> None:
         ("target_se", 0, "diagnostics.target_se=0: Input should be greater than 0"),
         ("proxy_models", 0, "diagnostics.proxy_models=0"),
         ("top_k", 0, "diagnostics.top_k=0"),
+        ("replication_share", 0, "diagnostics.replication_share=0"),
     ],
 )
 def test_bad_parameters_are_named(inputs, key: str, value: object, expected: str) -> None:
     arrays = [inputs[k] for k in ("subset_masks", "train_correct", "test_correct")]
     with pytest.raises(InvalidParameters) as error:
-        measure_convergence(*arrays, SCORING, {**DIAGNOSTICS, key: value})
+        measure_convergence(*arrays, inputs["examples"], SCORING, {**DIAGNOSTICS, key: value})
     assert expected in str(error.value)
 
 

@@ -92,44 +92,54 @@ def plot_label_noise_detection(
     return figures.precision_recall_figure(curves, label_noise_detection, float(noisy.mean()))
 
 
-def _selection(scoring: dict[str, Any]) -> stats.PairSelection:
+def _reporting(scoring: dict[str, Any], diagnostics: DiagnosticsParams, examples: pd.DataFrame) -> stats.Reporting:
     params = parse(ScoringParams, scoring, "scoring")
-    return stats.PairSelection(params.influence_threshold, params.memorization_threshold, params.max_block_mb)
-
-
-AGREEMENT_COLUMNS = [
-    "n_models", "models_per_half", "spearman_mem", "pairs_first_half", "pairs_second_half", "pairs_both", "jaccard_pairs",
-]
+    labels = None
+    if params.pairs == "same_class":
+        labels = tuple(examples[examples["split"] == s].sort_values("index")["label"].to_numpy() for s in ("train", "test"))
+    return stats.Reporting(
+        params.influence_threshold, params.memorization_threshold, params.fdr, labels, params.max_block_mb,
+        diagnostics.replication_share,
+    )
 
 
 def measure_agreement(convergence: pd.DataFrame) -> pd.DataFrame:
     """Agreement between two disjoint halves of all the subset models (seeded by
-    ``diagnostics.seed``): the Spearman correlation of mem between halves, the paper's
-    high-influence pairs each selects and their Jaccard overlap (one row). It is the last row of
-    ``convergence``, which already estimated it from all the models."""
-    row = convergence.iloc[[-1]][AGREEMENT_COLUMNS].reset_index(drop=True)
+    ``diagnostics.seed``), for both selections: the Spearman correlation of mem, the lists each
+    half reports, their Jaccard overlaps and the share of half A's that replicate in half B
+    (one row). It is the last row of ``convergence``, which already estimated it from all the
+    models."""
+    row = convergence.iloc[[-1]].drop(columns=_SE_COLUMNS).reset_index(drop=True)
     logger.info(
-        "agreement between halves of %d models: Spearman of mem %.3f, Jaccard of pairs %.3f",
-        row.at[0, "models_per_half"], row.at[0, "spearman_mem"], row.at[0, "jaccard_pairs"],
+        "agreement between halves of %d models: Spearman of mem %.3f; controlled pairs: Jaccard %.3f, "
+        "%.0f%% replicate; paper pairs: Jaccard %.3f, %.0f%% replicate",
+        row.at[0, "models_per_half"], row.at[0, "spearman_mem"], row.at[0, "controlled_jaccard_pairs"],
+        100 * row.at[0, "controlled_pairs_replicated"], row.at[0, "paper_jaccard_pairs"],
+        100 * row.at[0, "paper_pairs_replicated"],
     )
     return row
+
+
+_SE_COLUMNS = ["median_mem_se", "median_mem_se_memorized", "target_se", "models_for_target_se"]
 
 
 def measure_convergence(
     subset_masks: np.ndarray,
     train_correct: np.ndarray,
     test_correct: np.ndarray,
+    examples: pd.DataFrame,
     scoring: dict[str, Any],
     diagnostics: dict[str, Any],
 ) -> pd.DataFrame:
     """Standard error of mem and agreement between halves for each of ``diagnostics.model_counts``
     (those the study has, and all its models), and the number of models extrapolated to reach
-    ``diagnostics.target_se``."""
+    ``diagnostics.target_se``. ``jaccard_pairs`` repeats the chosen selection's (``scoring.selection``)
+    Jaccard of pairs, the one the convergence figure draws."""
     params = parse(DiagnosticsParams, diagnostics, "diagnostics")
     counts = stats.model_counts(params.model_counts, len(subset_masks))
-    table = stats.convergence(
-        subset_masks, train_correct, test_correct, counts, params.seed, params.target_se, _selection(scoring)
-    )
+    how = _reporting(scoring, params, examples)
+    table = stats.convergence(subset_masks, train_correct, test_correct, counts, params.seed, params.target_se, how)
+    table["jaccard_pairs"] = table[f"{parse(ScoringParams, scoring, 'scoring').selection}_jaccard_pairs"]
     last = table.iloc[-1]
     logger.info(
         "median mem_se of memorized examples %.4f with %d models; about %s models for %.3f",
@@ -161,6 +171,7 @@ def summarize_diagnostics(
     headline = {
         "halves_spearman_mem": agreement["spearman_mem"].iloc[0],
         "halves_jaccard_pairs": agreement["jaccard_pairs"].iloc[0],
+        **{f"halves_{column}": agreement[column].iloc[0] for column in agreement if column.endswith("_replicated")},
         "models_for_target_se": convergence["models_for_target_se"].iloc[-1],
     }
     for row in label_noise_detection.itertuples():

@@ -13,7 +13,7 @@ from .nodes import (
     train_proxy_models,
 )
 
-MODEL_OUTPUTS = ["subset_masks", "train_correct", "test_correct", "params:scoring", "params:diagnostics"]
+MODEL_OUTPUTS = ["subset_masks", "train_correct", "test_correct", "examples", "params:scoring", "params:diagnostics"]
 
 
 def create_pipeline(**kwargs) -> Pipeline:

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import influence_matrix_file, published_estimates
+from .nodes import class_influence, influence_matrix_file, published_estimates
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -19,6 +19,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["memorization_scores", "influence_matrix"],
                 "published_estimates",
                 name="export_published_estimates",
+            ),
+            Node(
+                class_influence,
+                ["subset_masks", "test_correct", "examples"],
+                "class_influence",
+                name="export_class_influence",
             ),
         ]
     )

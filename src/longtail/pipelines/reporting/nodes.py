@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from longtail import figures
+from longtail.estimate import Selection
 from longtail.params import ReportingParams, ScoringParams, parse
 
 
@@ -99,32 +100,41 @@ def plot_influence_pairs(
     test_images: np.ndarray,
     train_labels: np.ndarray,
     test_labels: np.ndarray,
-    influence_pairs: pd.DataFrame,
+    reported_pairs: pd.DataFrame,
     examples: pd.DataFrame,
     scoring: dict[str, Any],
     reporting: dict[str, Any],
 ) -> Figure:
-    """The paper's selection (infl ≥ influence threshold, mem ≥ memorization threshold):
-    each training image followed by the test images it influences most (the paper's Figure 6)."""
-    cutoffs = parse(ScoringParams, scoring, "scoring")
+    """The reported pairs (``scoring.selection``): each training image followed by the test
+    images it influences most (the paper's Figure 6). The pairs were selected by the scoring
+    pipeline; a table selected with other cut-offs than ``scoring`` now holds is refused, since
+    the pairs those cut-offs would add are not in it (rerun the scoring pipeline)."""
+    _check_selection(reported_pairs, parse(ScoringParams, scoring, "scoring"))
     params = parse(ReportingParams, reporting, "reporting")
-    selected = influence_pairs[
-        (influence_pairs["infl"] >= cutoffs.influence_threshold)
-        & (influence_pairs["mem"] >= cutoffs.memorization_threshold)
-    ]
     if is_table(examples):
-        rows = strongest_pairs(selected, examples, params.influence_rows * params.influence_per_row)
+        rows = strongest_pairs(reported_pairs, examples, params.influence_rows * params.influence_per_row)
         return figures.rows_table_figure(rows, "High-influence pairs: training row and the test row it influences")
     return figures.influence_figure(
         train_images,
         test_images,
-        selected,
+        reported_pairs,
         train_labels,
         test_labels,
         n_rows=params.influence_rows,
         per_row=params.influence_per_row,
         class_names=class_names(examples),
     )
+
+
+def _check_selection(reported_pairs: pd.DataFrame, scoring: ScoringParams) -> None:
+    wanted = {**Selection.of(scoring).parameters(), "pairs": scoring.pairs}
+    carried = reported_pairs.attrs.get("selection")
+    if carried != wanted:
+        raise ValueError(
+            f"reported_pairs was selected with {carried}, but the scoring parameters now ask for {wanted}; "
+            "reporting cannot reselect from it (pairs the new cut-offs would report may not be in it): "
+            "rerun `kedro run --pipelines scoring,reporting` with these parameters"
+        )
 
 
 def plot_removal_curve(removal_curve: pd.DataFrame) -> Figure:

@@ -22,7 +22,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "test_images",
                     "train_labels",
                     "test_labels",
-                    "influence_pairs",
+                    "reported_pairs",
                     "examples",
                     "params:scoring",
                     "params:reporting",

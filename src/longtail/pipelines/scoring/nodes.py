@@ -8,88 +8,129 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from longtail.estimate import influence, memorization
+from longtail.estimate import Selection, influence, memorization
 from longtail.params import ScoringParams, parse
 
 logger = logging.getLogger(__name__)
 
-_SOFT_COLUMNS = {"mem": "mem_soft", "mem_se": "mem_soft_se", "p_in": "p_in_soft", "p_out": "p_out_soft"}
+_SOFT_COLUMNS = {
+    "mem": "mem_soft", "mem_se": "mem_soft_se", "mem_lo": "mem_soft_lo", "mem_hi": "mem_soft_hi",
+    "p_in": "p_in_soft", "p_out": "p_out_soft",
+}
 
 
 def score_memorization(
     subset_masks: np.ndarray, train_correct: np.ndarray, train_true_prob: np.ndarray, examples: pd.DataFrame
 ) -> pd.DataFrame:
     """One row per training example: ``index``, ``label``, ``noisy``, the memorization
-    estimate from correctness (``mem``, ``mem_se``, ``p_in``, ``p_out``, ``n_in``, ``n_out``)
-    and the same from true-label probabilities (``mem_soft``, ``mem_soft_se``, ``p_in_soft``, ``p_out_soft``)."""
-    train = examples[examples["split"] == "train"].sort_values("index")
+    estimate from correctness with its evidence (``mem``, ``mem_se``, ``mem_lo``, ``mem_hi``,
+    ``mem_p``, ``mem_q``, ``p_in``, ``p_out``, ``n_in``, ``n_out``) and the same from
+    true-label probabilities without a test (``mem_soft``, ``mem_soft_se``, ``mem_soft_lo``,
+    ``mem_soft_hi``, ``p_in_soft``, ``p_out_soft``); see ``longtail.estimate``."""
+    train = _split(examples, "train")
     hard = memorization(subset_masks, train_correct)
     soft = memorization(subset_masks, train_true_prob)[list(_SOFT_COLUMNS)].rename(columns=_SOFT_COLUMNS)
-    scores = pd.concat(
-        [train[["index", "label", "noisy"]].reset_index(drop=True), hard, soft], axis=1
-    )
+    scores = pd.concat([train[["index", "label", "noisy"]].reset_index(drop=True), hard, soft], axis=1)
     logger.info(
-        "memorization: mean %.4f, %d examples with mem >= 0.5, %d undefined",
-        scores["mem"].mean(), int((scores["mem"] >= 0.5).sum()), int(scores["mem"].isna().sum()),
+        "memorization: mean %.4f, %d examples with mem >= 0.5, %d with q <= 0.1, %d undefined",
+        scores["mem"].mean(), int((scores["mem"] >= 0.5).sum()), int((scores["mem_q"] <= 0.1).sum()),
+        int(scores["mem"].isna().sum()),
     )
     return scores
 
 
+def _split(examples: pd.DataFrame, split: str) -> pd.DataFrame:
+    return examples[examples["split"] == split].sort_values("index")
+
+
 def score_influence(
-    subset_masks: np.ndarray, test_correct: np.ndarray, memorization_scores: pd.DataFrame, scoring: dict[str, Any]
+    subset_masks: np.ndarray,
+    test_correct: np.ndarray,
+    memorization_scores: pd.DataFrame,
+    examples: pd.DataFrame,
+    scoring: dict[str, Any],
 ) -> pd.DataFrame:
-    """Pairs (train_index, test_index) with infl ≥ ``scoring.influence_threshold``, plus the
-    ``scoring.top_k`` most influential training examples of each test example, with the
-    training example's ``mem``."""
+    """Pairs (train_index, test_index), of one class with ``scoring.pairs`` same_class, with
+    infl ≥ ``scoring.influence_threshold`` plus the ``scoring.top_k`` most influential
+    training examples of each test example, with their evidence (``infl_se``, ``infl_lo``,
+    ``infl_hi``, ``p_value``, ``q_value``) and the training example's ``mem`` and ``mem_q``."""
     params = parse(ScoringParams, scoring, "scoring")
+    labels = _same_class_labels(examples) if params.pairs == "same_class" else None
     pairs = influence(
         subset_masks,
         test_correct,
         threshold=params.influence_threshold,
         top_k=params.top_k,
+        labels=labels,
         max_block_mb=params.max_block_mb,
     )
-    pairs["mem"] = memorization_scores["mem"].to_numpy()[pairs["train_index"].to_numpy()]
+    train = pairs["train_index"].to_numpy()
+    for column in ("mem", "mem_q"):
+        pairs[column] = memorization_scores[column].to_numpy()[train]
     logger.info(
-        "influence: %d pairs, %d at or above %.2f",
-        len(pairs), int((pairs["infl"] >= params.influence_threshold).sum()), params.influence_threshold,
+        "influence (%s pairs, %d tests): %d pairs kept, %d at or above %.2f",
+        params.pairs, pairs.attrs["n_tests"], len(pairs),
+        int((pairs["infl"] >= params.influence_threshold).sum()), params.influence_threshold,
     )
     return pairs
 
 
+def _same_class_labels(examples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(train labels, test labels); every label must be known (published runs without labels
+    carry −1) for pairs to be matched by class."""
+    labels = tuple(_split(examples, split)["label"].to_numpy() for split in ("train", "test"))
+    unknown = [int((side < 0).sum()) for side in labels]
+    if any(unknown):
+        raise ValueError(
+            f"scoring.pairs='same_class' needs every example's label, but {unknown[0]} training and {unknown[1]} "
+            "test examples have none (-1: published runs without trainset_labels/testset_labels); "
+            "add the labels or set scoring.pairs=all"
+        )
+    return labels
+
+
+def report_pairs(influence_pairs: pd.DataFrame, scoring: dict[str, Any]) -> pd.DataFrame:
+    """The pairs the chosen selection (``scoring.selection``) reports, carrying the selection
+    they were made with: as constant columns (``SELECTION_COLUMNS``) and in ``attrs["selection"]``
+    (kept by parquet, and present even when no pair is reported)."""
+    params = parse(ScoringParams, scoring, "scoring")
+    rule = Selection.of(params)
+    reported = influence_pairs[rule.pairs(influence_pairs)].reset_index(drop=True)
+    carried = {**rule.parameters(), "pairs": params.pairs}
+    reported = reported.assign(**carried)
+    reported.attrs = {"selection": carried}
+    logger.info("%s selection reports %d of %d pairs", params.selection, len(reported), len(influence_pairs))
+    return reported
+
+
 def summarize_scores(
-    memorization_scores: pd.DataFrame, influence_pairs: pd.DataFrame, scoring: dict[str, Any]
+    memorization_scores: pd.DataFrame, influence_pairs: pd.DataFrame, reported_pairs: pd.DataFrame, scoring: dict[str, Any]
 ) -> dict[str, Any]:
-    """Headline figures for the parent MLflow run."""
+    """Headline figures for the parent MLflow run: among them ``examples_memorized`` and
+    ``pairs_reported`` by the chosen selection."""
     params = parse(ScoringParams, scoring, "scoring")
     mem = memorization_scores["mem"]
-    strong = (influence_pairs["infl"] >= params.influence_threshold) & (
-        influence_pairs["mem"] >= params.memorization_threshold
-    )
+    rule = Selection.of(params)
     figures = {
         "mem_mean": float(mem.mean()),
         "mem_median_se": float(memorization_scores["mem_se"].median()),
         "fraction_mem_above_threshold": float((mem >= params.memorization_threshold).mean()),
+        "examples_memorized": int(rule.memorized(mem, memorization_scores["mem_q"]).sum()),
         "high_influence_pairs": int((influence_pairs["infl"] >= params.influence_threshold).sum()),
-        "high_influence_high_mem_pairs": int(strong.sum()),
+        "pairs_reported": len(reported_pairs),
+        "influence_tests": int(influence_pairs.attrs.get("n_tests", 0)),
     }
     return {name: {"value": value, "step": 0} for name, value in figures.items()}
 
 
-def published_pairs(influence_pairs: pd.DataFrame, scoring: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The paper's selection of high-influence pairs (infl ≥ influence threshold and mem ≥
-    memorization threshold) in the layout of its released files: ``tr_idx``, ``tt_idx``,
-    ``infl``, ``mem``."""
-    params = parse(ScoringParams, scoring, "scoring")
-    selected = influence_pairs[
-        (influence_pairs["infl"] >= params.influence_threshold)
-        & (influence_pairs["mem"] >= params.memorization_threshold)
-    ]
+def published_pairs(reported_pairs: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The reported pairs (``scoring.selection``) in the layout of the paper's released files:
+    ``tr_idx``, ``tt_idx``, ``infl``, ``mem``."""
     return {
-        "tr_idx": selected["train_index"].to_numpy(np.int64),
-        "tt_idx": selected["test_index"].to_numpy(np.int64),
-        "infl": selected["infl"].to_numpy(np.float64),
-        "mem": selected["mem"].to_numpy(np.float64),
+        "tr_idx": reported_pairs["train_index"].to_numpy(np.int64),
+        "tt_idx": reported_pairs["test_index"].to_numpy(np.int64),
+        "infl": reported_pairs["infl"].to_numpy(np.float64),
+        "mem": reported_pairs["mem"].to_numpy(np.float64),
     }
 
 

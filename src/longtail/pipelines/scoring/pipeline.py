@@ -1,8 +1,9 @@
-"""Scoring: memorization scores and influence pairs from the stored training outputs."""
+"""Scoring: memorization scores and influence pairs from the stored training outputs, and the
+pairs the chosen selection reports."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import published_pairs, score_influence, score_memorization, summarize_scores
+from .nodes import published_pairs, report_pairs, score_influence, score_memorization, summarize_scores
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -16,14 +17,15 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 score_influence,
-                ["subset_masks", "test_correct", "memorization_scores", "params:scoring"],
+                ["subset_masks", "test_correct", "memorization_scores", "examples", "params:scoring"],
                 "influence_pairs",
                 name="score_influence",
             ),
-            Node(published_pairs, ["influence_pairs", "params:scoring"], "high_influence_pairs", name="published_pairs"),
+            Node(report_pairs, ["influence_pairs", "params:scoring"], "reported_pairs", name="report_pairs"),
+            Node(published_pairs, "reported_pairs", "high_influence_pairs", name="published_pairs"),
             Node(
                 summarize_scores,
-                ["memorization_scores", "influence_pairs", "params:scoring"],
+                ["memorization_scores", "influence_pairs", "reported_pairs", "params:scoring"],
                 "scoring_metrics",
                 name="summarize_scores",
             ),
