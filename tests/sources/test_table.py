@@ -53,7 +53,9 @@ def test_the_trainer_standardises_each_feature_by_the_training_rows(wine) -> Non
     frame, path = wine
     source = load(path)
     images, labels = source.train.images, source.train.labels
-    data = _prepare_data(images[:100], labels[:100], {"test": (images[100:], labels[100:])}, 3, torch.device("cpu"))
+    data = _prepare_data(
+        images[:100], labels[:100], {"test": (images[100:], labels[100:])}, 3, torch.device("cpu"), torch.float32
+    )
     features = frame.drop(columns="target").to_numpy(np.float64)
     mean, std = features[:100].mean(0), features[:100].std(0, ddof=1)
     np.testing.assert_allclose(data.images[:, :, 0, 0].numpy(), (features[:100] - mean) / std, atol=1e-4)

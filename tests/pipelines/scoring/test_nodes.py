@@ -20,7 +20,7 @@ from longtail.pipelines.scoring.nodes import (
 
 N_MODELS, N_TRAIN, N_TEST = 200, 40, 20
 SCORING = {"influence_threshold": 0.15, "memorization_threshold": 0.25, "top_k": 2, "max_block_mb": 1, "fdr": 0.1}
-REPORTING = {"grid_rows": 2, "grid_per_row": 3, "influence_rows": 2, "influence_per_row": 2, "seed": 0}
+REPORTING = {"grid_levels": [0.0, 0.5], "grid_classes": 3, "grid_per_class": 1, "influence_rows": 2, "influence_per_row": 2, "seed": 0}
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def test_published_runs_are_rescored_and_exported(project: Path, published: dict
     np.testing.assert_allclose(exported.astype(np.float64), full, atol=1e-3, equal_nan=True)
     estimates = catalog(project).load("rescoring.published_estimates")
     assert set(estimates) == {"memorization", "influence"}
-    by_class = catalog(project).load("class_influence")  # test examples carry no label: empty classes
+    by_class = catalog(project).load("rescoring.class_influence")  # test examples carry no label: empty classes
     assert set(by_class) == {f"{name}{c}" for c in range(10) for name in ("infl_matrix_class", "tr_classidx_", "tt_classidx_")}
     assert all(by_class[f"tt_classidx_{c}"].size == 0 for c in range(10))
     np.testing.assert_allclose(estimates["memorization"], mem, equal_nan=True)

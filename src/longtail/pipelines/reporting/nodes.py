@@ -82,7 +82,7 @@ def plot_memorization_grid(
     """Training images by class, from typical to most memorized (the paper's Figure 1)."""
     params = parse(ReportingParams, reporting, "reporting")
     if is_table(examples):
-        rows = most_memorized_rows(memorization_scores, examples, params.grid_rows * params.grid_per_row)
+        rows = most_memorized_rows(memorization_scores, examples, len(params.grid_levels) * params.grid_classes * params.grid_per_class)
         return figures.rows_table_figure(rows, "Most memorized training rows")
     return figures.memorization_grid(
         train_images,
