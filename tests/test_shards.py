@@ -304,7 +304,6 @@ def test_racing_runs_train_every_model_exactly_once(tmp_path: Path) -> None:
         _, start, stop = map(int, line.split())
         trained[start:stop] += 1
     assert (trained == 1).all(), np.flatnonzero(trained != 1)
-    assert len({line.split()[0] for line in log.read_text().splitlines()}) > 1  # a real race: several runs trained
     stored = np.zeros(n_models, dtype=int)
     for start, stop in ShardStore(tmp_path, IDENTITY).stored_ranges():
         stored[start:stop] += 1

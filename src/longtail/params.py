@@ -107,7 +107,7 @@ class TrainingParams(_Block):
     precision: Literal[PRECISIONS] = "auto"  # type: ignore[valid-type]  # auto: bf16 autocast on CUDA, else fp32
     models_per_shard: int | Literal["auto"] = "auto"
     augment: bool = False  # random crop (4-px padding) + horizontal flip, for 32x32 colour images
-    compile: bool = False  # torch.compile the batched network (CUDA)
+    compile: bool = False  # torch.compile the batched network (CUDA or CPU)
     executor: Literal["local", "dask"] = "local"
     scheduler_address: str | None = None  # an existing Dask scheduler; None starts a LocalCluster
     workers: int = Field(default=1, ge=1)  # LocalCluster workers (one per GPU on a multi-GPU machine)
