@@ -21,7 +21,7 @@ only the first call trains; ``--reference START STOP`` and ``--dataset`` change 
     python benchmarks/replication.py schemes --dataset digits --models 100 --reference 100 200
 
 Measured (2-core AMD EPYC shared with other jobs, see docs/diagnostics.md): mnist5k,
-``measure --models 256 --reference 256 500``; digits, ``schemes --models 100 --reference 100 200``.
+``measure --models 256 --reference 256 750``; digits, ``schemes --models 100 --reference 100 200``.
 """
 
 from __future__ import annotations
