@@ -14,24 +14,20 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from longtail.choices import PRECISIONS, SCHEDULES
 from longtail.nets.data import DataStreams, EpochPlan, channel_stats, crop_and_flip, model_seeds
 from longtail.nets.models import build_model, check_model, is_builtin
 from longtail.nets.stacking import StateDict, stack_models, unstack_state_dicts
 
 logger = logging.getLogger(__name__)
 
-SCHEDULES = ("constant", "cosine", "linear")
-#: How a model's numbers are computed: float32 weights and activations; float32 weights under
-#: bf16 autocast (matrix products and convolutions in bfloat16); or float64 throughout (slow:
-#: a reference whose rounding is far below any difference a bug makes, used by the tests).
-PRECISIONS = ("fp32", "bf16", "fp64")
 CPU_SHARD_BYTES = 128 << 20  # auto shard size on CPU: ~8 MNIST MLPs; larger shards spill caches and run slower
 GPU_MEMORY_FRACTION = 0.5  # auto shard size on CUDA: this fraction of the free memory
 EVAL_BATCH_FACTOR = 2  # evaluation keeps no activations for backward, so it can use larger batches
@@ -41,25 +37,37 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int], None]
 
 
+#: Marks a setting that changes how models are computed, not what they are: shards trained
+#: under different values of it are interchangeable (``longtail.study.model_identity``).
+EXECUTION_ONLY = {"identity": False}
+
+
+def _execution_only(default: object) -> object:
+    return field(default=default, metadata=EXECUTION_ONLY)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "mlp"
-    hidden_sizes: tuple[int, ...] = (512, 256)
+    """Every trainer setting, the one definition of each: the ``training`` parameters
+    (``longtail.params.TrainingParams``) and the store's experiment identity derive from it."""
+
+    model: str = "mlp"  # one of ARCHITECTURES, or a factory's import path 'package.module:factory' (docs/models.md)
+    hidden_sizes: tuple[int, ...] = (512, 256)  # mlp only: its hidden layers' widths
     epochs: int = 10
     batch_size: int = 128
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "constant"  # "constant" | "cosine" | "linear" (to 0); per step, same for all models
+    schedule: str = "constant"  # one of SCHEDULES; per step, same for all models
     seed: int = 0
-    device: str = "auto"  # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1", "mps"
+    device: str = _execution_only("auto")  # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1", "mps"
     precision: str = "fp32"  # one of PRECISIONS; training only, evaluation always runs in fp32 (fp64 for fp64)
-    models_per_shard: int | None = None  # None = from device memory (CUDA) or CPU_SHARD_BYTES
+    models_per_shard: int | None = _execution_only(None)  # None = from device memory (CUDA) or CPU_SHARD_BYTES
     augment: bool = False  # random 4-px-padded crop + horizontal flip of every training image
-    compile: bool = False  # torch.compile the network
-    keep_models: bool = False  # return each trained model's state dict in EnsembleResult
-    record_epochs: bool = False  # also evaluate on every eval set at the end of every epoch (EnsembleResult.epoch_*)
-    threads: int | None = None  # CPU threads; None = every core this process may use
+    compile: bool = _execution_only(False)  # torch.compile the network
+    keep_models: bool = _execution_only(False)  # return each trained model's state dict in EnsembleResult
+    record_epochs: bool = _execution_only(False)  # also evaluate on every eval set at the end of every epoch (EnsembleResult.epoch_*)
+    threads: int | None = _execution_only(None)  # CPU threads; None = every core this process may use
 
     def __post_init__(self) -> None:
         check_model(self.model)
