@@ -104,7 +104,6 @@ class TrainingParams(_Block):
     device: str
     precision: Literal[PARAM_PRECISIONS] = "auto"  # type: ignore[valid-type]  # auto: bf16 autocast on CUDA, else fp32
     models_per_shard: int | Literal["auto"] = "auto"
-    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     augment: bool = False  # random crop (4-px padding) + horizontal flip, for 32x32 colour images
     compile: bool = False  # torch.compile the batched network (CUDA)
     executor: Literal["local", "dask"] = "local"

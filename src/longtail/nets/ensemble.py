@@ -63,7 +63,6 @@ class TrainConfig:
     device: str = _execution_only("auto")  # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1", "mps"
     precision: str = "fp32"  # one of PRECISIONS; training only, evaluation always runs in fp32 (fp64 for fp64)
     models_per_shard: int | None = _execution_only(None)  # None = from device memory (CUDA) or CPU_SHARD_BYTES
-    label_smoothing: float = 0.0  # F.cross_entropy's label_smoothing, in [0, 1)
     augment: bool = False  # random 4-px-padded crop + horizontal flip of every training image
     compile: bool = _execution_only(False)  # torch.compile the network
     keep_models: bool = _execution_only(False)  # return each trained model's state dict in EnsembleResult
@@ -215,7 +214,7 @@ def _fit(
             x, y = _batch(data, plan, slice(start, start + config.batch_size), layout)
             with _autocast(config, data.device):
                 logits = forward(x)
-            losses = F.cross_entropy(logits.to(data.images.dtype).flatten(0, 1), y.flatten(), reduction="none", label_smoothing=config.label_smoothing).view(k, -1)
+            losses = F.cross_entropy(logits.to(data.images.dtype).flatten(0, 1), y.flatten(), reduction="none").view(k, -1)
             optimizer.zero_grad(set_to_none=True)
             (losses.sum() / losses.shape[1]).backward()
             for group in optimizer.param_groups:
