@@ -12,7 +12,7 @@ import pandas as pd
 
 from longtail.executors import TrainingData
 from longtail.errors import UserFacingError
-from longtail.nets.ensemble import TrainConfig, resolve_device
+from longtail.nets.config import TrainConfig, resolve_device
 from longtail.nets.models import custom_model_signature
 from longtail.params import SamplingParams, TrainingParams
 from longtail.shards import fingerprint
