@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from longtail.nets.ensemble import TrainConfig, resolve_device, train_ensemble, train_one_by_one
+from longtail.nets.config import TrainConfig, resolve_device
+from longtail.nets.ensemble import train_ensemble, train_one_by_one
 from longtail.nets.models import build_model
 from longtail.study import resolve_precision
 

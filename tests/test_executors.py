@@ -16,7 +16,7 @@ from longtail.executors import (
     train_with_store,
     worker_device,
 )
-from longtail.nets.ensemble import TrainConfig, available_cpus
+from longtail.nets.config import TrainConfig, available_cpus
 from longtail.pipelines.sampling.nodes import subset_mask
 from longtail.shards import ARRAYS, ShardStore
 from longtail.sources import load_source

@@ -19,7 +19,8 @@ from types import TracebackType
 
 import numpy as np
 
-from longtail.nets.ensemble import TrainConfig, available_cpus, train_ensemble
+from longtail.nets.config import TrainConfig, available_cpus
+from longtail.nets.ensemble import train_ensemble
 from longtail.shards import Shard, ShardStore, assemble, block_range, blocks_of, fingerprint, missing_ranges
 
 logger = logging.getLogger(__name__)

@@ -12,14 +12,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from longtail.choices import ARCHITECTURES, PARAM_PRECISIONS, SCHEDULES
 from longtail.errors import UserFacingError
 
 DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder", "table")
-MODELS = ("mlp", "cnn", "resnet")
-SCHEDULES = ("constant", "cosine", "linear")
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class InvalidParameters(UserFacingError, ValueError):
@@ -94,7 +92,7 @@ class SamplingParams(_Block):
 
 
 class TrainingParams(_Block):
-    model: str  # one of MODELS, or a factory's import path 'package.module:factory' (docs/models.md)
+    model: str  # one of ARCHITECTURES, or a factory's import path 'package.module:factory' (docs/models.md)
     hidden_sizes: tuple[int, ...]
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
@@ -104,7 +102,7 @@ class TrainingParams(_Block):
     schedule: Literal[SCHEDULES]  # type: ignore[valid-type]
     seed: int = Field(ge=0)
     device: str
-    precision: Literal[PRECISIONS] = "auto"  # type: ignore[valid-type]  # auto: bf16 autocast on CUDA, else fp32
+    precision: Literal[PARAM_PRECISIONS] = "auto"  # type: ignore[valid-type]  # auto: bf16 autocast on CUDA, else fp32
     models_per_shard: int | Literal["auto"] = "auto"
     augment: bool = False  # random crop (4-px padding) + horizontal flip, for 32x32 colour images
     compile: bool = False  # torch.compile the batched network (CUDA or CPU)
@@ -123,7 +121,7 @@ class TrainingParams(_Block):
     @field_validator("model")
     @classmethod
     def _known_model(cls, model: str) -> str:
-        if model in MODELS:
+        if model in ARCHITECTURES:
             return model
         from longtail.nets.models import check_model  # noqa: PLC0415 - imports torch and the user's module
 

@@ -4,7 +4,7 @@ store, and per-model tables for tracking. Kedro-free."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 import numpy as np
@@ -12,15 +12,12 @@ import pandas as pd
 
 from longtail.executors import TrainingData
 from longtail.errors import UserFacingError
-from longtail.nets.ensemble import TrainConfig, resolve_device
+from longtail.nets.config import TrainConfig, resolve_device
 from longtail.nets.models import custom_model_signature
 from longtail.params import SamplingParams, TrainingParams
 from longtail.shards import fingerprint
 from longtail.tracking import model_runs_table
 
-# Trainer settings that change how models are computed, not what they are: a store's shards
-# are reused across them. (The device is one of them; the precision it resolves to is not.)
-_EXECUTION_ONLY = ("device", "models_per_shard", "compile", "keep_models", "record_epochs", "threads")
 # Bump whenever the trainer computes different numbers for the same identity (a new init, loss,
 # kernel path, evaluation precision...): old shards then land in another store folder instead
 # of being mixed with new ones. tests/nets/test_reference.py pins it to reference outputs.
@@ -35,22 +32,16 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 def train_config(params: TrainingParams, seed: int | None = None) -> TrainConfig:
-    """The trainer's configuration from the ``training`` parameters (``seed`` overrides theirs)."""
+    """The trainer's configuration from the ``training`` parameters, which share its settings'
+    names (``seed`` overrides theirs); only ``auto`` values are resolved here."""
+    shared = {f.name: getattr(params, f.name) for f in fields(TrainConfig) if f.name in TrainingParams.model_fields}
     return TrainConfig(
-        model=params.model,
-        hidden_sizes=tuple(params.hidden_sizes),
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        lr=params.lr,
-        momentum=params.momentum,
-        weight_decay=params.weight_decay,
-        schedule=params.schedule,
-        seed=params.seed if seed is None else seed,
-        device=params.device,
-        precision=resolve_precision(params.precision, params.device),
-        models_per_shard=None if params.models_per_shard == "auto" else params.models_per_shard,
-        augment=params.augment,
-        compile=params.compile,
+        **shared
+        | {
+            "seed": params.seed if seed is None else seed,
+            "precision": resolve_precision(params.precision, params.device),
+            "models_per_shard": None if params.models_per_shard == "auto" else params.models_per_shard,
+        }
     )
 
 
@@ -77,7 +68,7 @@ def model_identity(config: TrainConfig) -> dict[str, Any]:
     """The settings a trained model's numbers depend on: architecture, optimisation, seed and
     resolved precision; not where or how it was computed, nor settings its architecture
     ignores (``hidden_sizes`` shape only the mlp)."""
-    identity = {k: v for k, v in asdict(config).items() if k not in _EXECUTION_ONLY}
+    identity = {f.name: getattr(config, f.name) for f in fields(config) if f.metadata.get("identity", True)}
     if config.model != "mlp":
         del identity["hidden_sizes"]
     return identity

@@ -8,7 +8,8 @@ from sklearn.datasets import load_digits
 
 from longtail.estimate import memorization
 from longtail.nets.data import PAD, crop_and_flip
-from longtail.nets.ensemble import EnsembleResult, TrainConfig, lr_at, train_ensemble, train_one_by_one
+from longtail.nets.config import TrainConfig
+from longtail.nets.ensemble import EnsembleResult, lr_at, train_ensemble, train_one_by_one
 from longtail.nets.models import build_model
 
 N_TRAIN = 1200

@@ -18,7 +18,8 @@ import pytest
 import torch
 from sklearn.datasets import load_digits, load_wine
 
-from longtail.nets.ensemble import EnsembleResult, TrainConfig, _shard_trainer, train_ensemble, train_one_by_one
+from longtail.nets.config import TrainConfig
+from longtail.nets.ensemble import EnsembleResult, _shard_trainer, train_ensemble, train_one_by_one
 from longtail.nets.functional import _vmappable, train_vmapped
 from longtail.nets.models import InvalidModel, build_model, custom_model_signature
 from longtail.params import InvalidParameters, TrainingParams, parse

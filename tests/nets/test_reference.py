@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from longtail.nets.ensemble import TrainConfig, train_ensemble
+from longtail.nets.config import TrainConfig
+from longtail.nets.ensemble import train_ensemble
 from longtail.study import STORE_FORMAT
 
 RECORDED_FORMAT = 2

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -21,17 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from longtail.nets.config import TrainConfig, available_cpus, resolve_device
 from longtail.nets.data import DataStreams, EpochPlan, channel_stats, crop_and_flip, model_seeds
-from longtail.nets.models import build_model, check_model, is_builtin
+from longtail.nets.models import build_model, is_builtin
 from longtail.nets.stacking import StateDict, stack_models, unstack_state_dicts
 
 logger = logging.getLogger(__name__)
 
-SCHEDULES = ("constant", "cosine", "linear")
-#: How a model's numbers are computed: float32 weights and activations; float32 weights under
-#: bf16 autocast (matrix products and convolutions in bfloat16); or float64 throughout (slow:
-#: a reference whose rounding is far below any difference a bug makes, used by the tests).
-PRECISIONS = ("fp32", "bf16", "fp64")
 CPU_SHARD_BYTES = 128 << 20  # auto shard size on CPU: ~8 MNIST MLPs; larger shards spill caches and run slower
 GPU_MEMORY_FRACTION = 0.5  # auto shard size on CUDA: this fraction of the free memory
 EVAL_BATCH_FACTOR = 2  # evaluation keeps no activations for backward, so it can use larger batches
@@ -39,39 +34,6 @@ EVAL_BATCH_FACTOR = 2  # evaluation keeps no activations for backward, so it can
 #: Maps image-layout input (B, K*C, H, W) to (K, B, n_classes) logits.
 Forward = Callable[[torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    model: str = "mlp"
-    hidden_sizes: tuple[int, ...] = (512, 256)
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "constant"  # "constant" | "cosine" | "linear" (to 0); per step, same for all models
-    seed: int = 0
-    device: str = "auto"  # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1", "mps"
-    precision: str = "fp32"  # one of PRECISIONS; training only, evaluation always runs in fp32 (fp64 for fp64)
-    models_per_shard: int | None = None  # None = from device memory (CUDA) or CPU_SHARD_BYTES
-    augment: bool = False  # random 4-px-padded crop + horizontal flip of every training image
-    compile: bool = False  # torch.compile the network
-    keep_models: bool = False  # return each trained model's state dict in EnsembleResult
-    record_epochs: bool = False  # also evaluate on every eval set at the end of every epoch (EnsembleResult.epoch_*)
-    threads: int | None = None  # CPU threads; None = every core this process may use
-
-    def __post_init__(self) -> None:
-        check_model(self.model)
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype of weights, inputs and evaluation."""
-        return torch.float64 if self.precision == "fp64" else torch.float32
 
 
 @dataclass
@@ -112,20 +74,6 @@ class _Shard:
 
 
 ShardTrainer = Callable[[_Shard, _Data, TrainConfig], EnsembleResult]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def available_cpus() -> int:
-    """The CPU cores this process may run on: its affinity mask where the OS has one (Linux),
-    else every core of the machine (macOS, Windows)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from longtail.nets.config import TrainConfig
 from longtail.nets.ensemble import (
     EnsembleResult,
-    TrainConfig,
     _cpu_states,
     _Data,
     _init_model,

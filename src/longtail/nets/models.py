@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-ARCHITECTURES = ("mlp", "cnn", "resnet")
+from longtail.choices import ARCHITECTURES
+
 #: ``package.module:factory``: a user's factory ``(input_shape, n_classes) -> nn.Module``.
 IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 ALLOWED_MODELS = f"one of {', '.join(ARCHITECTURES)}, or an import path 'package.module:factory' to a factory (input_shape, n_classes) -> torch.nn.Module"

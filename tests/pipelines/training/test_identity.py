@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from longtail.nets.ensemble import TrainConfig
+from longtail.nets.config import TrainConfig
 from longtail.params import TrainingParams
 from longtail.study import model_identity, resolve_precision, train_config
 

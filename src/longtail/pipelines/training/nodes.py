@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from longtail.executors import make_executor, train_with_store
-from longtail.nets.ensemble import resolve_device
+from longtail.nets.config import resolve_device
 from longtail.params import SamplingParams, TrainingParams, parse
 from longtail.shards import ShardStore
 from longtail.study import experiment_identity, models_table, train_config, training_data, training_provenance
