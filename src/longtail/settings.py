@@ -15,6 +15,7 @@ from longtail.hooks import (
     TrackingAvailabilityHook,
     TrainingProvenanceHook,
 )
+from longtail.io.versions import UniqueVersionStore
 
 HOOKS = (
     TrackingAvailabilityHook(),
@@ -25,6 +26,9 @@ HOOKS = (
 )
 
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
+
+# Unique save versions for drivers that share one project (longtail.io.versions).
+SESSION_STORE_CLASS = UniqueVersionStore
 
 # Warnings raised inside libraries, about the libraries' own code, that a user of longtail can
 # do nothing about. Each is silenced by its message and the module that raises it, so the same

@@ -9,11 +9,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def _umask() -> int:
-    """The process's umask (reading it means setting it; it is set straight back)."""
+def _read_umask() -> int:
+    """The process's umask. Reading it means setting it and setting it straight back, so it is
+    read once, at import, rather than while other threads may be creating files."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 @contextmanager
@@ -25,7 +29,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     os.close(fd)
     temporary = Path(name)
-    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from the group sharing a store
+    os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from the group sharing a store
     try:
         yield temporary
         with open(temporary, "rb+") as written:
