@@ -37,10 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from longtail.nets.config import TrainConfig, resolve_device
+from longtail.nets.config import TrainConfig, resolve_device, resolve_precision
 from longtail.nets.ensemble import train_ensemble, train_one_by_one
 from longtail.nets.models import build_model
-from longtail.study import resolve_precision
+
 
 Images = tuple[np.ndarray, np.ndarray]
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from longtail.executors import TrainingData
 from longtail.errors import UserFacingError
-from longtail.nets.config import TrainConfig, resolve_device
+from longtail.nets.config import TrainConfig, resolve_precision
 from longtail.nets.models import custom_model_signature
 from longtail.params import SamplingParams, TrainingParams
 from longtail.shards import fingerprint
@@ -22,13 +22,6 @@ from longtail.tracking import model_runs_table
 # kernel path, evaluation precision...): old shards then land in another store folder instead
 # of being mixed with new ones. tests/nets/test_reference.py pins it to reference outputs.
 STORE_FORMAT = 2
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` → bf16 autocast on CUDA, fp32 elsewhere; fp32 and bf16 as given."""
-    if precision != "auto":
-        return precision
-    return "bf16" if resolve_device(device).type == "cuda" else "fp32"
 
 
 def train_config(params: TrainingParams, seed: int | None = None) -> TrainConfig:

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 
 from longtail.io.versions import claim_version
 
@@ -42,13 +40,11 @@ def test_claims_older_than_a_day_are_removed(tmp_path: Path) -> None:
 
 
 def test_two_sessions_started_in_one_millisecond_both_save(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_study import run_study  # noqa: PLC0415
+
     # Both drivers read the same clock millisecond, as two `kedro run` started at once can.
     monkeypatch.setattr("kedro.framework.session.session.generate_timestamp", lambda: VERSION)
-    bootstrap_project(project)
-    versions = []
-    for _ in range(2):
-        with KedroSession.create(project_path=project, env="smoke") as session:
-            session.run(pipeline_names=["ingestion"])
-            versions.append(session.store["session_id"])
-    assert versions == [VERSION, "2026-11-26T00.03.27.526Z"]
-    assert sorted(p.name for p in (project / "data" / "03_primary" / "examples.parquet").iterdir()) == versions
+    run_study(project, pipeline_names=["ingestion"])
+    run_study(project, pipeline_names=["ingestion"])
+    saved = sorted(p.name for p in (project / "data" / "03_primary" / "examples.parquet").iterdir())
+    assert saved == [VERSION, "2026-11-26T00.03.27.526Z"]

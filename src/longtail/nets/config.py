@@ -69,3 +69,10 @@ def available_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` → bf16 autocast on CUDA, fp32 elsewhere; fp32 and bf16 as given."""
+    if precision != "auto":
+        return precision
+    return "bf16" if resolve_device(device).type == "cuda" else "fp32"

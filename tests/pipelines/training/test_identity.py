@@ -8,7 +8,8 @@ import pytest
 
 from longtail.nets.config import TrainConfig
 from longtail.params import TrainingParams
-from longtail.study import model_identity, resolve_precision, train_config
+from longtail.nets.config import resolve_precision
+from longtail.study import model_identity, train_config
 
 BASE = TrainConfig(model="cnn", hidden_sizes=(64,), epochs=2, device="cpu", precision="fp32")
 

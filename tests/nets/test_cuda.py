@@ -1,0 +1,112 @@
+"""The trainer on a CUDA GPU: the same models as on the CPU, bf16 close to fp32, shard sizing
+that never runs out of memory. Skipped without CUDA (CI has none); run on a GPU machine with
+
+    PYTHONPATH=src python -m pytest --noconftest tests/nets/test_cuda.py
+
+(``--noconftest``: these tests need only the Kedro-free library, not the project's fixtures.)
+Results of the last such run are in docs/benchmarks.md, section "GPU".
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from longtail.nets.config import TrainConfig
+from longtail.nets.ensemble import GPU_MEMORY_FRACTION, _footprint, train_ensemble, train_one_by_one
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+
+N_TRAIN = 1200
+SMALL = TrainConfig(hidden_sizes=(32,), epochs=2, batch_size=64, lr=0.02, momentum=0.9, weight_decay=5e-4)
+FP64_ATOL = 1e-9  # the CPU suite's float64 tolerance (tests/nets/test_ensemble.py says why)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits()
+    images = (data.images / 16).astype(np.float32)[:, None]
+    order = np.random.default_rng(0).permutation(len(images))
+    train, test = order[:N_TRAIN], order[N_TRAIN:]
+    return images[train], data.target[train], {"test": (images[test], data.target[test])}
+
+
+def masks(n_models: int, size: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rows = np.zeros((n_models, N_TRAIN), dtype=bool)
+    for row in rows:
+        row[rng.choice(N_TRAIN, size, replace=False)] = True
+    return rows
+
+
+def train(digits, subset_masks, config, trainer=train_ensemble):
+    images, labels, eval_sets = digits
+    return trainer(images, labels, subset_masks, np.arange(len(subset_masks)), config, 10, eval_sets)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_a_gpu_trains_the_models_a_cpu_trains(digits, arch):
+    """Initialisation and data order come from CPU generators seeded by (seed, model id), so in
+    float64 the GPU's models are the CPU's up to rounding."""
+    config = replace(SMALL, model=arch, precision="fp64")
+    subset = masks(3, 400)
+    cpu = train(digits, subset, replace(config, device="cpu"))
+    gpu = train(digits, subset, replace(config, device="cuda"))
+    np.testing.assert_array_equal(gpu.correct["test"], cpu.correct["test"])
+    np.testing.assert_allclose(gpu.true_prob["test"], cpu.true_prob["test"], rtol=0, atol=FP64_ATOL)
+    np.testing.assert_allclose(gpu.epoch_loss, cpu.epoch_loss, rtol=0, atol=FP64_ATOL)
+
+
+def test_the_batched_ensemble_on_a_gpu_matches_one_by_one(digits):
+    config = replace(SMALL, model="cnn", precision="fp64", device="cuda")
+    subset = masks(3, 400)
+    batched, plain = train(digits, subset, config), train(digits, subset, config, train_one_by_one)
+    np.testing.assert_allclose(batched.true_prob["test"], plain.true_prob["test"], rtol=0, atol=FP64_ATOL)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_bf16_on_a_gpu_predicts_as_fp32(digits, arch):
+    """What the estimators consume agrees (the CPU suite's float32 policy): correctness of at
+    least 99% of (model, example) cells and a mean |Δp| under 1e-2."""
+    config = replace(SMALL, model=arch, epochs=4, device="cuda")
+    subset = masks(16, 840)
+    fp32 = train(digits, subset, replace(config, precision="fp32"))
+    bf16 = train(digits, subset, replace(config, precision="bf16"))
+    assert (fp32.correct["test"] == bf16.correct["test"]).mean() >= 0.99
+    assert np.abs(fp32.true_prob["test"] - bf16.true_prob["test"]).mean() < 1e-2
+    # the control: models trained on other subsets disagree far more
+    other = train(digits, masks(16, 840, seed=2), replace(config, precision="bf16"))
+    assert np.abs(fp32.true_prob["test"] - other.true_prob["test"]).mean() > 3 * np.abs(
+        fp32.true_prob["test"] - bf16.true_prob["test"]
+    ).mean()
+
+
+@pytest.mark.parametrize(
+    ("arch", "shape", "precision"),
+    [("mlp", (1, 28, 28), "fp32"), ("mlp", (1, 28, 28), "bf16"), ("cnn", (1, 28, 28), "bf16"), ("resnet", (3, 32, 32), "bf16")],
+)
+def test_the_shard_planner_never_underestimates_gpu_memory(arch, shape, precision):
+    """An auto-sized shard holds GPU_MEMORY_FRACTION of the free memory divided by the planner's
+    estimate of one model's bytes; the peak the GPU allocated per model while training and
+    evaluating must stay below estimate / GPU_MEMORY_FRACTION, or such a shard could run out of
+    memory on a card that is otherwise empty."""
+    n_models, n_train = 8, 2048
+    config = replace(TrainConfig(), model=arch, precision=precision, device="cuda", epochs=1, models_per_shard=n_models)
+    rng = np.random.default_rng(0)
+    images = rng.random((n_train, *shape), dtype=np.float32)
+    labels = rng.integers(0, 10, n_train)
+    subset = np.ones((n_models, n_train), dtype=bool)
+    subset[:, n_train * 7 // 10 :] = False
+    params, activations = _footprint(config, shape, 10)
+    estimate = 4 * (4 * params + 3 * config.batch_size * activations)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    baseline = torch.cuda.memory_allocated()
+    train_ensemble(images, labels, subset, np.arange(n_models), config, 10, {"test": (images[:256], labels[:256])})
+    torch.cuda.synchronize()
+    data_bytes = images.nbytes + labels.size * 8
+    per_model = (torch.cuda.max_memory_allocated() - baseline - data_bytes) / n_models
+    print(f"{arch} {precision}: peak {per_model / 2**20:.2f} MiB per model, planned {estimate / 2**20:.2f} MiB")
+    assert per_model <= estimate / GPU_MEMORY_FRACTION
