@@ -31,9 +31,9 @@ import json
 import logging
 import platform
 import time
-from pathlib import Path
-
 import math
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,8 @@ import yaml
 from longtail.diagnostics import models_for_se
 from longtail.estimate import MODES, Selection, influence, influence_of, memorization
 from longtail.executors import LocalExecutor, train_with_store
-from longtail.params import BLOCKS
+from longtail.nets.config import TrainConfig
+from longtail.params import BLOCKS, SamplingParams
 from longtail.pipelines.ingestion.nodes import load_and_split, plant_label_noise
 from longtail.pipelines.sampling.nodes import draw_subset_masks
 from longtail.shards import ShardStore
@@ -63,20 +64,48 @@ def default_parameters(dataset: str) -> dict:
     return merged
 
 
-def study_arrays(store_root: Path, dataset: str, scheme: str, n_models: int) -> dict[str, np.ndarray]:
-    """Masks, labels and correctness of the default study's first ``n_models`` models under
-    ``scheme``, training (and storing) whatever the store lacks."""
+def study_inputs(dataset: str, scheme: str, n_models: int) -> tuple[dict[str, np.ndarray], TrainConfig, SamplingParams]:
+    """The default study's data and first ``n_models`` subset masks under ``scheme``, as the
+    pipelines make them, with its trainer configuration and sampling parameters."""
     params = default_parameters(dataset)
     train_images, test_images, clean = load_and_split(params["dataset"])
     _, train_labels, test_labels = plant_label_noise(clean, params["dataset"])
-    sampling = {**params["sampling"], "n_models": n_models, "scheme": scheme}
-    masks = draw_subset_masks(train_labels, sampling)
+    sampling = BLOCKS["sampling"].model_validate({**params["sampling"], "n_models": n_models, "scheme": scheme})
+    masks = draw_subset_masks(train_labels, sampling.model_dump())
     config = train_config(BLOCKS["training"].model_validate(params["training"]))
-    data = training_data(train_images, train_labels, test_images, test_labels)
-    store = ShardStore(store_root, experiment_identity(data, config, BLOCKS["sampling"].model_validate(sampling)))
-    arrays, trained = train_with_store(store, masks, data, config, PER_SHARD, LocalExecutor())
+    inputs = {"train_images": train_images, "train_labels": train_labels, "test_images": test_images,
+              "test_labels": test_labels, "masks": masks}
+    return inputs, config, sampling
+
+
+def study_arrays(store_root: Path, dataset: str, scheme: str, n_models: int) -> dict[str, np.ndarray]:
+    """Masks, labels and correctness of the default study's first ``n_models`` models under
+    ``scheme``, training (and storing) whatever the store lacks."""
+    inputs, config, sampling = study_inputs(dataset, scheme, n_models)
+    data = training_data(*(inputs[k] for k in ("train_images", "train_labels", "test_images", "test_labels")))
+    store = ShardStore(store_root, experiment_identity(data, config, sampling))
+    arrays, trained = train_with_store(store, inputs["masks"], data, config, PER_SHARD, LocalExecutor())
     logging.info("%s %s: %d models, %d trained now", dataset, scheme, n_models, trained)
-    return {"masks": masks, "train_labels": train_labels, "test_labels": test_labels, **arrays}
+    return {"masks": inputs["masks"], "train_labels": inputs["train_labels"], "test_labels": inputs["test_labels"], **arrays}
+
+
+def prepare(folder: Path, dataset: str, n_models: int) -> None:
+    """``inputs.npz`` and ``config.json`` for benchmarks/train_arrays.py (independent scheme)."""
+    inputs, config, _ = study_inputs(dataset, "independent", n_models)
+    folder.mkdir(parents=True, exist_ok=True)
+    n_classes = training_data(inputs["train_images"], inputs["train_labels"], inputs["test_images"], inputs["test_labels"]).n_classes
+    np.savez_compressed(folder / "inputs.npz", n_classes=np.array(n_classes), **inputs)
+    (folder / "config.json").write_text(json.dumps(asdict(config), indent=2))
+
+
+def trained_arrays(folder: Path) -> dict[str, np.ndarray]:
+    """What ``study_arrays`` returns, for models trained by benchmarks/train_arrays.py."""
+    inputs, trained = np.load(folder / "inputs.npz"), np.load(folder / "trained.npz")
+    correct = {
+        name: np.unpackbits(trained[name], axis=1, count=int(trained[f"shape_{name.split('_')[0]}"][1])).astype(bool)
+        for name in ("train_correct", "test_correct")
+    }
+    return {"masks": inputs["masks"], "train_labels": inputs["train_labels"], "test_labels": inputs["test_labels"], **correct}
 
 
 def _estimates(arrays: dict[str, np.ndarray], models: slice, threshold: float, top_k: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -154,13 +183,14 @@ def _share(hits: np.ndarray) -> float:
 def main() -> None:
     global REFERENCE  # noqa: PLW0603 (the reference range is an argument of the run)
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["train", "measure", "schemes"])
+    parser.add_argument("command", choices=["train", "prepare", "measure", "schemes"])
     parser.add_argument("--dataset", default="mnist5k")
     parser.add_argument("--models", type=int, default=500, help="the study's size (train: how many to have)")
     parser.add_argument("--scheme", choices=["independent", "balanced"], default="independent")
     parser.add_argument("--reference", type=int, nargs=2, default=REFERENCE, help="reference models [start, stop)")
     parser.add_argument("--store", type=Path, default=Path("/work/bench-cache/shards"))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--trained", type=Path, help="prepare: the folder to write; measure: models trained by benchmarks/train_arrays.py")
     args = parser.parse_args()
     REFERENCE = tuple(args.reference)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -168,6 +198,9 @@ def main() -> None:
     if args.command == "train":
         study_arrays(args.store, args.dataset, args.scheme, args.models)
         print(json.dumps({"trained": args.models, "scheme": args.scheme, "seconds": time.perf_counter() - started}))
+        return
+    if args.command == "prepare":
+        prepare(args.trained, args.dataset, args.models)
         return
     if args.command == "schemes":
         schemes = {s: study_arrays(args.store, args.dataset, s, args.models) for s in ("independent", "balanced")}
@@ -182,8 +215,11 @@ def main() -> None:
     if args.models > REFERENCE[0] and args.scheme == "independent":
         raise SystemExit(f"--models {args.models} would share models with the reference {REFERENCE}")
     scoring = default_parameters(args.dataset)["scoring"]
-    study = study_arrays(args.store, args.dataset, args.scheme, args.models)
-    reference = study_arrays(args.store, args.dataset, "independent", REFERENCE[1])
+    if args.trained:
+        study = reference = trained_arrays(args.trained)
+    else:
+        study = study_arrays(args.store, args.dataset, args.scheme, args.models)
+        reference = study_arrays(args.store, args.dataset, "independent", REFERENCE[1])
     result = {
         "dataset": args.dataset, "models": args.models, "scheme": args.scheme, "reference": list(REFERENCE),
         "scoring": scoring, **measure(study, reference, args.models, scoring),

@@ -13,8 +13,9 @@ from longtail.nets.ensemble import EnsembleResult, lr_at, train_ensemble, train_
 from longtail.nets.models import build_model
 
 N_TRAIN = 1200
+# The CPU's kernels, also on a machine with a GPU (tests/nets/test_cuda.py checks the GPU's).
 SMALL = TrainConfig(
-    hidden_sizes=(32,), epochs=2, batch_size=64, lr=0.02, momentum=0.9, weight_decay=5e-4, keep_models=True
+    hidden_sizes=(32,), epochs=2, batch_size=64, lr=0.02, momentum=0.9, weight_decay=5e-4, keep_models=True, device="cpu"
 )
 # Equivalence checks (batched vs plain, other shard groupings) train in float64. Batched and
 # plain kernels, and different CPUs (oneDNN/BLAS paths differ between Intel AMX and AMD Zen 4),
@@ -70,6 +71,7 @@ def test_ensemble_matches_one_by_one(digits, arch):
     assert ensemble.correct["test"].shape == ensemble.true_prob["test"].shape == (3, 597)
     assert ensemble.epoch_loss.shape == (3, 2)
     assert ensemble.true_prob["test"].dtype == np.float32
+    assert ensemble.epoch_loss.dtype == np.float64  # summed in float64 too (float32 sums differ on a GPU by 1e-7)
     assert_same_models(ensemble, train(train_one_by_one, digits, masks, config))
 
 

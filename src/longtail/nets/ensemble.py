@@ -40,7 +40,7 @@ Progress = Callable[[int, int], None]
 class EnsembleResult:
     correct: dict[str, np.ndarray]  # eval-set name -> (K, n) bool: argmax == label
     true_prob: dict[str, np.ndarray]  # eval-set name -> (K, n) float32: softmax prob of the true label
-    epoch_loss: np.ndarray  # (K, epochs) float32 mean training loss of each model per epoch
+    epoch_loss: np.ndarray  # (K, epochs) mean training loss of each model per epoch, in the weights' dtype (float32; float64 in fp64)
     state_dicts: list[StateDict] | None = None  # with config.keep_models: build_model state dicts, on CPU
     epoch_correct: dict[str, np.ndarray] | None = None  # with config.record_epochs: (K, epochs, n) bool, in eval mode
     epoch_true_prob: dict[str, np.ndarray] | None = None  # with config.record_epochs: (K, epochs, n) float32
@@ -146,7 +146,7 @@ def _fit(
         fused=True,
     )
     layout = _memory_format(config)
-    loss_sums = torch.zeros(k, config.epochs, device=data.device)
+    loss_sums = torch.zeros(k, config.epochs, dtype=data.images.dtype, device=data.device)
     net.train()
     for epoch in range(config.epochs):
         plan = streams.next_epoch(data.device)
