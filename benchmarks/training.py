@@ -187,6 +187,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="time each trainer this often, keep the best")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32")
     parser.add_argument(
+        "--fp32-baseline", action=argparse.BooleanOptionalAction, default=True,
+        help="also time the ensemble in fp32 when --precision is not fp32 (--no-fp32-baseline halves a large run)",
+    )
+    parser.add_argument(
         "--model", help="factory import path 'package.module:factory' of an MLP: its vmapped ensemble against the built-in stacked MLP"
     )
     args = parser.parse_args()
@@ -201,7 +205,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     vectorized = models_per_second(train_ensemble, preset, config, n_models, args.repeats)
     fp32 = vectorized
-    if config.precision != "fp32":
+    if config.precision != "fp32" and args.fp32_baseline:
         fp32 = models_per_second(train_ensemble, preset, replace(config, precision="fp32"), n_models, args.repeats)
     loop = models_per_second(train_one_by_one, preset, config, args.loop_models or preset.loop_models, args.repeats)
     flops = flops_per_model(preset, config)
@@ -213,8 +217,8 @@ def main() -> None:
         "models": n_models,
         "precision": config.precision,
         "vectorized_models_per_s": vectorized,
-        "fp32_vectorized_models_per_s": fp32,
-        "precision_speedup": vectorized / fp32,
+        "fp32_vectorized_models_per_s": fp32 if args.fp32_baseline else None,
+        "precision_speedup": vectorized / fp32 if args.fp32_baseline else None,
         "loop_models_per_s": loop,
         "speedup": vectorized / loop,
         "achieved_gflops": vectorized * flops.executed / 1e9,
