@@ -26,7 +26,14 @@ variance: the reference's own variance, ``reference_variance``, is common to all
 ``*_blocks`` repeat the last two over the disjoint blocks of N models within models 0–499 and
 average them (4 blocks of 125, 2 of 250), for less noise.
 
-    python benchmarks/variance.py --trained /work/bench-cache/gpu-h200/fp32 --json variance.json
+Where the variance comes from: ``out_variance_share``, the out-models' share of the plain
+estimator's variance on the set, and with ``--twin`` (the same subsets and seeds trained again,
+e.g. in bf16) ``twin_correlation``: per example, the correlation of its correctness in the
+out-models with that in their twins (median and p10/p90); the share of the variance that even
+a fixed subset, initialization and batch order cannot reproduce is about 1 minus it.
+
+    python benchmarks/variance.py --trained /work/bench-cache/gpu-h200/fp32 \
+        --twin /work/bench-cache/gpu-h200/bf16 --json variance.json
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -83,6 +91,14 @@ def adjusted_difference(treated: np.ndarray, outcome: np.ndarray, covariates: np
     spread = np.einsum("tnp,tnq->npq", centred, centred) / max(n_rows - 1, 1)
     heterogeneity = np.einsum("np,npq,nq->n", gap, spread, gap) / n_rows if k else 0.0
     return estimate[0] - estimate[1], np.sqrt(variance[0] + variance[1] + heterogeneity)
+
+
+def fixed_set(arrays: dict[str, np.ndarray], reference: pd.DataFrame | None = None) -> np.ndarray:
+    """The examples with mem ≥ 0.25 by the reference models (the plain estimator)."""
+    if reference is None:
+        models = slice(*REFERENCE)
+        reference = memorization(arrays["masks"][models], arrays["train_correct"][models])
+    return np.flatnonzero(np.nan_to_num(reference["mem"].to_numpy(), nan=-1) >= REFERENCE_MEM)
 
 
 def nearest_same_class(images: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -139,11 +155,38 @@ def _summary(mem: np.ndarray, se: np.ndarray, reference: tuple[np.ndarray, np.nd
     }
 
 
+def variance_sources(reference: pd.DataFrame, examples: np.ndarray) -> dict[str, float]:
+    """The out-models' share of Σ var(mem) over ``examples`` at the design's ratio, from the
+    reference's p_in, p_out and counts."""
+    p_in, p_out = (reference[c].to_numpy()[examples] for c in ("p_in", "p_out"))
+    n_in, n_out = (reference[c].to_numpy()[examples] for c in ("n_in", "n_out"))
+    var_in, var_out = p_in * (1 - p_in) / n_in, p_out * (1 - p_out) / n_out
+    return {
+        "median_p_in": float(np.median(p_in)),
+        "median_p_out": float(np.median(p_out)),
+        "out_variance_share": float(var_out.sum() / (var_in + var_out).sum()),
+    }
+
+
+def twin_correlation(masks: np.ndarray, correct: np.ndarray, twin: np.ndarray, examples: np.ndarray) -> dict[str, float]:
+    """Per example, the correlation over its out-models of its correctness with that in the twin
+    models (examples constant in either are left out)."""
+    out = ~masks[:, examples]
+    x, y = (np.where(out, c[:, examples], 0).astype(np.float64) for c in (correct, twin))
+    n = out.sum(axis=0)
+    mean_x, mean_y = x.sum(axis=0) / n, y.sum(axis=0) / n
+    cov = (x * y).sum(axis=0) / n - mean_x * mean_y
+    spread = np.sqrt(mean_x * (1 - mean_x) * mean_y * (1 - mean_y))  # 0/1: E[x²] = E[x]
+    rho = (cov / np.where(spread > 0, spread, np.nan))[spread > 0]
+    return {"examples": int(rho.size), "median": float(np.median(rho)), "p10": float(np.percentile(rho, 10)),
+            "p90": float(np.percentile(rho, 90))}
+
+
 def compare(arrays: dict[str, np.ndarray], images: np.ndarray, sizes: tuple[int, ...]) -> dict:
     masks, correct = arrays["masks"], arrays["train_correct"]
     reference_models = slice(*REFERENCE)
     reference = memorization(masks[reference_models], correct[reference_models])
-    examples = np.flatnonzero(np.nan_to_num(reference["mem"].to_numpy(), nan=-1) >= REFERENCE_MEM)
+    examples = fixed_set(arrays, reference)
     ref_mem = (reference["mem"].to_numpy()[examples], reference["mem_se"].to_numpy()[examples])
     neighbours = nearest_same_class(images, arrays["train_labels"], 10)[examples]
     oracle = oracle_partners(masks[reference_models], correct[reference_models], examples, 10)
@@ -157,6 +200,7 @@ def compare(arrays: dict[str, np.ndarray], images: np.ndarray, sizes: tuple[int,
         "examples": len(examples),
         "reference_models": list(REFERENCE),
         "reference_variance": float(np.nanmean(reference["mem_se"].to_numpy()[examples] ** 2)),
+        **variance_sources(reference, examples),
     }
     for n in sizes:
         row: dict = {}
@@ -181,6 +225,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trained", type=Path, required=True, help="models trained by benchmarks/train_arrays.py")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--twin", type=Path, help="the same masks and seeds trained again (e.g. bf16)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if max(args.sizes) > REFERENCE[0]:
@@ -191,6 +236,9 @@ def main() -> None:
     result = {
         "trained": str(args.trained),
         **compare(arrays, images, tuple(args.sizes)),
+        **({"twin": str(args.twin), "twin_correlation": twin_correlation(
+            arrays["masks"], arrays["train_correct"], trained_arrays(args.twin)["train_correct"], fixed_set(arrays)
+        )} if args.twin else {}),
         "seconds": time.perf_counter() - started,
         "machine": platform.processor() or platform.machine(),
     }

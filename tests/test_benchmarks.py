@@ -97,7 +97,7 @@ def test_adjusted_difference_is_unbiased_and_lowers_the_variance_when_a_neighbou
     assert 0.925 <= np.mean(np.abs(adjusted - exact) <= 1.96 * se) <= 0.975
 
 
-def test_variance_benchmark_neighbours_and_partners_match_brute_force() -> None:
+def test_variance_benchmark_neighbours_partners_and_twins_match_brute_force() -> None:
     benchmark = _variance_benchmark()
     rng = np.random.default_rng(3)
     images, labels = rng.random((40, 1, 3, 3)), rng.integers(0, 3, 40)
@@ -114,3 +114,8 @@ def test_variance_benchmark_neighbours_and_partners_match_brute_force() -> None:
         out = ~masks[:, i]
         strength = [abs(np.corrcoef(masks[out, j], correct[out, i])[0, 1]) if j != i else -1 for j in range(30)]
         assert list(partners[row]) == list(np.argsort(strength)[::-1][:2])
+    twin = np.where(rng.random((200, 30)) < 0.8, correct, ~correct)
+    twin[:, 1] = True  # constant in the twin: left out
+    rho = benchmark.twin_correlation(masks, correct, twin, examples)
+    expected = [np.corrcoef(correct[~masks[:, i], i], twin[~masks[:, i], i])[0, 1] for i in (0, 2)]
+    assert rho["examples"] == 2 and rho["median"] == pytest.approx(np.median(expected), rel=1e-12)
