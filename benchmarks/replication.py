@@ -20,7 +20,12 @@ only the first call trains; ``--reference START STOP`` and ``--dataset`` change 
     python benchmarks/replication.py measure --models 500 --scheme independent --json out.json
     python benchmarks/replication.py schemes --dataset digits --models 100 --reference 100 200
 
-Measured (2-core AMD EPYC shared with other jobs, see docs/diagnostics.md): mnist5k,
+Where the project's stack is missing (a lent GPU machine), ``prepare --trained DIR`` writes the
+study's inputs, benchmarks/train_arrays.py trains them there, and ``measure --trained DIR``
+reads the results back.
+
+Measured (docs/diagnostics.md): mnist5k, ``measure --models 500`` and ``--models 250`` on 2,000
+models trained on an H200; earlier, on a 2-core AMD EPYC shared with other jobs,
 ``measure --models 256 --reference 256 750``; digits, ``schemes --models 100 --reference 100 200``.
 """
 
@@ -188,7 +193,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=500, help="the study's size (train: how many to have)")
     parser.add_argument("--scheme", choices=["independent", "balanced"], default="independent")
     parser.add_argument("--reference", type=int, nargs=2, default=REFERENCE, help="reference models [start, stop)")
-    parser.add_argument("--store", type=Path, default=Path("/work/bench-cache/shards"))
+    parser.add_argument("--store", type=Path, default=Path.home() / ".cache" / "longtail" / "replication-shards")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--trained", type=Path, help="prepare: the folder to write; measure: models trained by benchmarks/train_arrays.py")
     args = parser.parse_args()

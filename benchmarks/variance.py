@@ -32,8 +32,8 @@ e.g. in bf16) ``twin_correlation``: per example, the correlation of its correctn
 out-models with that in their twins (median and p10/p90); the share of the variance that even
 a fixed subset, initialization and batch order cannot reproduce is about 1 minus it.
 
-    python benchmarks/variance.py --trained /work/bench-cache/gpu-h200/fp32 \
-        --twin /work/bench-cache/gpu-h200/bf16 --json variance.json
+    python benchmarks/variance.py --trained FP32 \
+        --twin BF16 --json variance.json  # folders of benchmarks/replication.py prepare + gpu.sh
 """
 
 from __future__ import annotations
