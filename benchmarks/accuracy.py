@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 
 from longtail.nets.ensemble import train_ensemble, train_one_by_one
-from longtail.params import BLOCKS
+from longtail.params import validate_parameters
 from longtail.pipelines.ingestion.nodes import load_and_split, plant_label_noise
 from longtail.pipelines.sampling.nodes import draw_subset_masks
 from longtail.study import train_config
@@ -39,10 +39,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     params = default_parameters()
-    train_images, test_images, clean = load_and_split(params["dataset"])
-    _, train_labels, test_labels = plant_label_noise(clean, params["dataset"])
-    masks = draw_subset_masks(train_labels, {**params["sampling"], "n_models": args.models})
-    config = train_config(BLOCKS["training"].model_validate(params["training"]))
+    study = validate_parameters({**params, "sampling": {**params["sampling"], "n_models": args.models}})
+    train_images, test_images, clean = load_and_split(study.dataset)
+    _, train_labels, test_labels = plant_label_noise(clean, study.dataset)
+    masks = draw_subset_masks(train_labels, study.sampling)
+    config = train_config(study.training)
     eval_sets = {"test": (test_images, test_labels)}
     result = {"models": args.models, "config": {k: str(v) for k, v in vars(config).items()}}
     for name, trainer in (("vectorized", train_ensemble), ("loop", train_one_by_one)):

@@ -8,9 +8,13 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
+import yaml
+
+from longtail.params import validate_parameters
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -18,6 +22,21 @@ KEDRO = str(Path(sys.executable).with_name("kedro"))
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def base_parameters() -> dict:
+    """The project's parameters as conf/base holds them (every ``parameters_*.yml`` merged)."""
+    merged: dict = {}
+    for path in sorted((PROJECT_ROOT / "conf" / "base").glob("parameters_*.yml")):
+        merged.update(yaml.safe_load(path.read_text()))
+    return merged
+
+
+def checked_block(name: str, values: dict) -> Any:
+    """The parameter block ``name`` with ``values``, checked as a run checks its parameters
+    (``validate_parameters``, the other blocks as in conf/base): its typed model, or
+    ``InvalidParameters`` naming each problem."""
+    return getattr(validate_parameters({**base_parameters(), name: values}), name)
 
 
 def _copy_project(root: Path) -> Path:

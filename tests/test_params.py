@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import copy
+import importlib
+import inspect
 from pathlib import Path
+from typing import get_type_hints
 
 import pytest
-import yaml
+from kedro.pipeline import Pipeline
 
-from longtail.params import InvalidParameters, validate_parameters
-
-CONF = Path(__file__).resolve().parents[1] / "conf" / "base"
+import longtail.pipelines
+from longtail.params import BLOCKS, InvalidParameters, validate_parameters
+from tests.conftest import base_parameters
 
 
 @pytest.fixture
 def parameters() -> dict:
-    merged: dict = {}
-    for path in sorted(CONF.glob("parameters_*.yml")):
-        merged.update(yaml.safe_load(path.read_text()))
-    return merged
+    return base_parameters()
 
 
 def test_the_default_configuration_is_valid(parameters: dict) -> None:
@@ -107,13 +107,31 @@ def test_a_device_this_machine_lacks_is_refused_naming_the_ones_it_has(parameter
     if present:
         pytest.skip(f"this machine has {device}")
     parameters["training"]["device"] = device
-    with pytest.raises(InvalidParameters) as error:
-        validate_parameters(parameters)
-    (problem,) = error.value.problems
+    problem = validate_parameters(parameters).training.device_problem()  # the parameters themselves are valid
     assert problem.startswith(f"training.device={device!r}: not available on this machine")
     assert "allowed: auto, cpu" in problem
 
 
 def test_a_remote_dask_cluster_may_have_devices_the_driver_lacks(parameters: dict) -> None:
     parameters["training"].update(device="cuda:3", executor="dask", scheduler_address="tcp://gpu-node:8786")
-    assert validate_parameters(parameters).training.device == "cuda:3"
+    assert validate_parameters(parameters).training.device_problem() is None
+
+
+def test_every_node_receives_its_parameter_blocks_typed() -> None:
+    """Kedro hands a node the typed block only where the node's annotation names the block's
+    model; a node annotated otherwise would get the raw dict and have to parse it again."""
+    pipeline = sum((module.create_pipeline() for module in _pipeline_modules()), Pipeline([]))
+    read = 0
+    for node in pipeline.nodes:
+        hints = get_type_hints(node.func)
+        arguments = list(inspect.signature(node.func).parameters)
+        for position, name in enumerate(node.inputs):
+            if name.startswith("params:"):
+                assert hints[arguments[position]] is BLOCKS[name.removeprefix("params:")], (node.name, name)
+                read += 1
+    assert read >= 20  # every pipeline reads its blocks
+
+
+def _pipeline_modules() -> list:
+    folder = Path(longtail.pipelines.__file__).parent
+    return [importlib.import_module(f"longtail.pipelines.{p.name}") for p in sorted(folder.iterdir()) if (p / "pipeline.py").exists()]

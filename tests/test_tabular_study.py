@@ -60,6 +60,10 @@ def study(module_project: Path) -> Path:
 
 
 def catalog(root: Path):
+    """The study's catalog, opened in this process: like the run, it checks the parameters,
+    whose model must be importable."""
+    if str(TESTS) not in sys.path:
+        sys.path.append(str(TESTS))
     bootstrap_project(root)
     with KedroSession.create(project_path=root, env="table") as session:
         return session.load_context().catalog

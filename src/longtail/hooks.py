@@ -15,7 +15,7 @@ from kedro.pipeline import Pipeline
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
-from longtail.params import TrackingParams, parse, validate_parameters
+from longtail.params import InvalidParameters, StudyParams, validate_parameters
 from longtail.study import TRAINING_RESULTS, MismatchedInputs, mismatched_inputs
 from longtail.tracking import (
     PIPELINES_TAG,
@@ -30,13 +30,44 @@ logger = logging.getLogger(__name__)
 
 
 class ParameterValidationHook:
-    """Checks every parameter before the first node runs, so nothing is trained or written
-    with a configuration that would fail later. It runs first among the hooks, so kedro-mlflow
-    has not opened a run yet when the parameters are refused."""
+    """Checks every parameter once per run, as soon as its context exists: the merged
+    configuration with any ``--params`` overrides, all blocks and the rules across them, with
+    every problem in one message. That is before any hook or node reads a parameter, before
+    kedro-mlflow opens a run, and before anything is trained or written. A run that trains
+    also needs the training device present (checked first among the ``before_pipeline_run``
+    hooks, before kedro-mlflow opens its run).
+
+    Nodes then receive each block as its typed model (``longtail.params``): Kedro builds it
+    from the node's annotation when it creates the catalog. The other hooks read the checked
+    parameters from here (``checked``)."""
+
+    def __init__(self) -> None:
+        self._checked: tuple[Any, StudyParams] | None = None
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        self.checked(context)
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
-        validate_parameters(catalog.load("parameters"))
+        """A run that trains needs the training device on this machine (or its Dask cluster)."""
+        problem = self.study.training.device_problem() if "params:training" in pipeline.inputs() else None
+        if problem:
+            raise InvalidParameters([problem])
+
+    def checked(self, context: Any) -> StudyParams:
+        """The parameters of ``context``, checked on the first call for it (whichever hook
+        asks first)."""
+        if self._checked is None or self._checked[0] is not context:
+            self._checked = (context, validate_parameters(context.config_loader["parameters"]))
+        return self._checked[1]
+
+    @property
+    def study(self) -> StudyParams:
+        """The parameters of the latest context."""
+        if self._checked is None:
+            raise RuntimeError("no Kedro context has been created yet")
+        return self._checked[1]
 
 
 class MlflowArtifactsHook:
@@ -78,9 +109,12 @@ class TrackingAvailabilityHook:
     URI; without it, MLflow is pointed at a local SQLite store for the whole run, whose runs
     ``python -m longtail.tracking upload`` copies to the server later."""
 
+    def __init__(self, parameters: ParameterValidationHook) -> None:
+        self._parameters = parameters
+
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
-        params = parse(TrackingParams, context.params.get("tracking", {}), "tracking")
+        params = self._parameters.checked(context).tracking
         uri = context.config_loader["mlflow"]["server"]["mlflow_tracking_uri"]
         problem = server_answers(uri, params.timeout_s)
         if problem is None:
@@ -145,7 +179,14 @@ class MlflowStudyHook:
     for MLflow 3's UI), and the parent run is named for the study
     (``tracking.study_run_name``) with the pipelines it ran in the ``longtail.pipelines`` tag,
     after kedro-mlflow's hooks (``trylast``) have set the experiment up and started the run;
-    at the end the run's description gets the headline metrics (``tracking.study_summary``)."""
+    at the end the run's description gets the headline metrics (``tracking.study_summary``).
+
+    The run's parameters are the blocks the pipeline reads, one per key (``training.lr``), as
+    kedro-mlflow logs a dict parameter: it logs the typed blocks the nodes receive as one text
+    each (``training``)."""
+
+    def __init__(self, parameters: ParameterValidationHook) -> None:
+        self._parameters = parameters
 
     @hook_impl(trylast=True)
     def after_context_created(self, context: Any) -> None:
@@ -162,8 +203,10 @@ class MlflowStudyHook:
         if mlflow.active_run() is None:
             return
         pipelines = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
-        name = study_run_name(catalog.load("parameters"))
-        mlflow.set_tags({MLFLOW_RUN_NAME: name, PIPELINES_TAG: "+".join(pipelines)})
+        study = self._parameters.study.model_dump(mode="json")
+        mlflow.set_tags({MLFLOW_RUN_NAME: study_run_name(study), PIPELINES_TAG: "+".join(pipelines)})
+        read = sorted(block for block in study if f"params:{block}" in pipeline.inputs())
+        mlflow.log_params({f"{block}.{key}": value for block in read for key, value in study[block].items()})
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow ends the run
     def after_pipeline_run(self) -> None:

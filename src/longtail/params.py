@@ -1,8 +1,11 @@
 """Typed parameters: the one place where every parameter of the study is checked.
 
-Each pipeline reads its block of ``conf/base/parameters_<pipeline>.yml`` through one of the
-models below. ``validate_parameters`` checks all blocks at once before a run starts, so a
-typo after hours of configuration is reported in one message, before any training.
+Each pipeline reads its block of ``conf/base/parameters_<pipeline>.yml`` as one of the
+models below. ``validate_parameters`` checks all blocks at once when a run's context is created
+(``hooks.ParameterValidationHook``), so a typo after hours of configuration is reported in one
+message, before any training. The nodes annotate their ``params:<block>`` inputs with these
+models, and Kedro hands them the typed block (its parameter validation builds each model from
+the annotations), so no node parses a dict again.
 """
 
 from __future__ import annotations
@@ -134,16 +137,16 @@ class TrainingParams(_Block):
             raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
         return device
 
-    @model_validator(mode="after")
-    def _device_present(self) -> TrainingParams:
-        """A device this machine lacks fails here, before anything is written, unless the
-        models train on the workers of a remote Dask cluster (which may have it)."""
+    def device_problem(self) -> str | None:
+        """Why this machine cannot train on ``device``; None when it can, or when the models
+        train on the workers of a remote Dask cluster (which may have it). A property of the
+        machine, not of the parameters: a run that trains checks it
+        (``hooks.ParameterValidationHook``), while a notebook may open a GPU study's catalog
+        on a laptop."""
         if self.executor == "dask" and self.scheduler_address:
-            return self
+            return None
         problem = device_problem(self.device)
-        if problem:
-            raise ValueError(f"training.device={self.device!r}: {problem}")
-        return self
+        return None if problem is None else f"training.device={self.device!r}: {problem}"
 
     @field_validator("models_per_shard")
     @classmethod
@@ -274,8 +277,8 @@ class StudyParams(_Block):
         return self
 
 
-def _describe(error: dict[str, Any], prefix: tuple[str, ...]) -> str:
-    where = ".".join(str(part) for part in (*prefix, *error["loc"]))
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"])
     if error["type"] == "missing":
         return f"{where}: missing; it must be set in conf/base/parameters_*.yml"
     if error["type"] == "extra_forbidden":
@@ -286,26 +289,10 @@ def _describe(error: dict[str, Any], prefix: tuple[str, ...]) -> str:
     return f"{where}={error['input']!r}: {message}"
 
 
-def _problems(model: type[BaseModel], values: Any, prefix: tuple[str, ...] = ()) -> list[str]:
-    try:
-        model.model_validate(values)
-    except ValidationError as error:
-        return [_describe(e, prefix) for e in error.errors(include_url=False)]
-    return []
-
-
-def parse(block: type[_Block], values: dict[str, Any], name: str) -> Any:
-    """Parse one block (as a node does), raising ``InvalidParameters`` naming ``name.key``."""
-    problems = _problems(block, values, (name,))
-    if problems:
-        raise InvalidParameters(problems)
-    return block.model_validate(values)
-
-
 def validate_parameters(parameters: dict[str, Any]) -> StudyParams:
-    """Check every block and the rules across blocks; report all problems at once."""
-    present = {name: parameters[name] for name in BLOCKS if name in parameters}
-    problems = _problems(StudyParams, present)
-    if problems:
-        raise InvalidParameters(problems)
-    return StudyParams.model_validate({name: parameters[name] for name in BLOCKS})
+    """Check every block and the rules across blocks; report all problems at once. Keys that
+    are no block's (e.g. a Kedro option) are left alone."""
+    try:
+        return StudyParams.model_validate({name: parameters[name] for name in BLOCKS if name in parameters})
+    except ValidationError as error:
+        raise InvalidParameters([_describe(e) for e in error.errors(include_url=False)]) from None

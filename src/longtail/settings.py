@@ -17,12 +17,13 @@ from longtail.hooks import (
 )
 from longtail.io.versions import UniqueVersionStore
 
+_PARAMETERS = ParameterValidationHook()  # checks the parameters once; the hooks below read them from it
 HOOKS = (
-    TrackingAvailabilityHook(),
-    ParameterValidationHook(),
+    TrackingAvailabilityHook(_PARAMETERS),
+    _PARAMETERS,
     TrainingProvenanceHook(),
     MlflowArtifactsHook(),
-    MlflowStudyHook(),
+    MlflowStudyHook(_PARAMETERS),
 )
 
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)

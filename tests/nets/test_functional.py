@@ -22,7 +22,8 @@ from longtail.nets.config import TrainConfig
 from longtail.nets.ensemble import EnsembleResult, _shard_trainer, train_ensemble, train_one_by_one
 from longtail.nets.functional import _vmappable, train_vmapped
 from longtail.nets.models import InvalidModel, build_model, custom_model_signature
-from longtail.params import InvalidParameters, TrainingParams, parse
+from longtail.params import InvalidParameters
+from tests.conftest import checked_block
 
 TESTS = Path(__file__).resolve().parents[1]
 SHORT = TrainConfig(epochs=2, batch_size=32, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine", keep_models=True)
@@ -158,7 +159,7 @@ def test_bad_model_values_are_refused_with_what_is_allowed(model, message) -> No
         "weight_decay": 0.0, "schedule": "constant", "seed": 0, "device": "cpu",
     }
     with pytest.raises(InvalidParameters) as error:
-        parse(TrainingParams, values, "training")
+        checked_block("training", values)
     assert f"training.model={model!r}" in str(error.value) and message in str(error.value)
     with pytest.raises(InvalidModel, match="not a torch.nn.Module"):
         build_model("custom_models:not_a_module", (13, 1, 1), 3)

@@ -11,9 +11,10 @@ import torch
 from sklearn.datasets import load_wine
 
 from longtail.nets.ensemble import _prepare_data
-from longtail.params import DatasetParams, InvalidParameters, parse
+from longtail.params import DatasetParams, InvalidParameters
 from longtail.pipelines.ingestion.nodes import load_and_split
 from longtail.sources import DatasetFilesMissing, InvalidDataset, TableSpec, load_source
+from tests.conftest import checked_block
 
 
 def wine_frame() -> pd.DataFrame:
@@ -74,7 +75,7 @@ def test_feature_and_split_columns_are_honoured(tmp_path: Path) -> None:
 
 def test_ingestion_keeps_the_file_row_and_the_class_names(wine) -> None:
     frame, path = wine
-    dataset = {"name": "table", "path": str(path), "label_column": "target", "test_fraction": 0.25, "seed": 0, "label_noise": 0.0}
+    dataset = DatasetParams(name="table", path=str(path), label_column="target", test_fraction=0.25, seed=0, label_noise=0.0)
     train_images, test_images, examples = load_and_split(dataset)
     assert len(train_images) + len(test_images) == len(frame) and train_images.shape[1:] == (13, 1, 1)
     assert (examples["row_id"] == examples["source_index"]).all()  # split by test_fraction: from the whole file
@@ -139,12 +140,12 @@ def test_unknown_columns_files_and_types_are_named(tmp_path: Path, wine) -> None
 def test_the_table_parameters_are_required_for_tables_and_refused_elsewhere() -> None:
     common = {"test_fraction": 0.2, "seed": 0, "label_noise": 0.0}
     with pytest.raises(InvalidParameters) as error:
-        parse(DatasetParams, {"name": "table", **common}, "dataset")
+        checked_block("dataset", {"name": "table", **common})
     assert "dataset.path=None: required for dataset.name 'table'" in str(error.value)
     assert "dataset.label_column=None: required for dataset.name 'table'" in str(error.value)
     with pytest.raises(InvalidParameters, match="dataset.split_column='part': only used by dataset.name 'table', not 'digits'"):
-        parse(DatasetParams, {"name": "digits", "split_column": "part", **common}, "dataset")
+        checked_block("dataset", {"name": "digits", "split_column": "part", **common})
     table = {"name": "table", "path": "t.csv", "label_column": "y", **common}
     with pytest.raises(InvalidParameters, match=r"dataset.feature_columns=\[\]: must list at least one column"):
-        parse(DatasetParams, {**table, "feature_columns": []}, "dataset")
-    assert parse(DatasetParams, {**table, "feature_columns": ["a", "b"]}, "dataset").feature_columns == ("a", "b")
+        checked_block("dataset", {**table, "feature_columns": []})
+    assert checked_block("dataset", {**table, "feature_columns": ["a", "b"]}).feature_columns == ("a", "b")

@@ -11,7 +11,7 @@ from sklearn.datasets import load_digits
 
 from longtail.diagnostics import DETECTION_COLUMNS
 from longtail.figures import NO_LABEL_NOISE_MESSAGE
-from longtail.params import InvalidParameters
+from longtail.params import DiagnosticsParams, InvalidParameters, ScoringParams, TrainingParams
 from longtail.pipelines.diagnostics import create_pipeline
 from longtail.pipelines.diagnostics.nodes import (
     detect_label_noise,
@@ -22,14 +22,15 @@ from longtail.pipelines.diagnostics.nodes import (
     train_proxy_models,
 )
 from longtail.pipelines.scoring.nodes import score_memorization
+from tests.conftest import checked_block
 
 N_TRAIN, N_TEST, N_MODELS = 240, 60, 12
-DIAGNOSTICS = {"seed": 0, "top_k": 10, "model_counts": [4, 8, 50], "target_se": 0.05, "proxy_models": 2}
-SCORING = {"influence_threshold": 0.15, "memorization_threshold": 0.25, "top_k": 2, "max_block_mb": 1}
-TRAINING = {
+DIAGNOSTICS = DiagnosticsParams(seed=0, top_k=10, model_counts=(4, 8, 50), target_se=0.05, proxy_models=2)
+SCORING = ScoringParams(influence_threshold=0.15, memorization_threshold=0.25, top_k=2, max_block_mb=1)
+TRAINING = TrainingParams.model_validate({
     "model": "mlp", "hidden_sizes": [32], "epochs": 3, "batch_size": 32, "lr": 0.05, "momentum": 0.9,
     "weight_decay": 0.0005, "schedule": "linear", "seed": 0, "device": "cpu", "models_per_shard": 2,
-}
+})
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +145,9 @@ def test_summary_leaves_out_undefined_figures() -> None:
         ("replication_share", 0, "diagnostics.replication_share=0"),
     ],
 )
-def test_bad_parameters_are_named(inputs, key: str, value: object, expected: str) -> None:
-    arrays = [inputs[k] for k in ("subset_masks", "train_correct", "test_correct")]
+def test_bad_parameters_are_named(key: str, value: object, expected: str) -> None:
     with pytest.raises(InvalidParameters) as error:
-        measure_convergence(*arrays, inputs["examples"], SCORING, {**DIAGNOSTICS, key: value})
+        checked_block("diagnostics", {**DIAGNOSTICS.model_dump(), key: value})
     assert expected in str(error.value)
 
 

@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from longtail.params import InvalidParameters
+from longtail.params import DatasetParams, InvalidParameters
 from longtail.pipelines.ingestion.nodes import KEY_COLUMNS, flip_labels, load_and_split, plant_label_noise, split_source
 from longtail.sources import DatasetFilesMissing, Source
 from longtail.sources.bundled import digits
+from tests.conftest import checked_block
 from tests.sources.fakes import write_cifar10, write_class_folder
 
-DIGITS = {"name": "digits", "test_fraction": 0.25, "seed": 3, "label_noise": 0.1}
+DIGITS = DatasetParams(name="digits", test_fraction=0.25, seed=3, label_noise=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def test_digits_are_images_in_the_unit_interval() -> None:
 
 
 def test_mnist5k_holds_real_mnist_digits() -> None:
-    train, test, examples = load_and_split({**DIGITS, "name": "mnist5k"})
+    train, test, examples = load_and_split(DIGITS.model_copy(update={"name": "mnist5k"}))
     assert train.shape == (3750, 1, 28, 28) and test.shape == (1250, 1, 28, 28)
     assert np.bincount(examples["original_label"]).tolist() == [500] * 10
 
@@ -55,7 +56,7 @@ def test_split_is_stratified_seeded_and_a_partition(source: Source) -> None:
 
 def test_an_official_split_is_kept_as_it_is(tmp_path: Path) -> None:
     written = write_cifar10(tmp_path)
-    train, test, examples = load_and_split({**DIGITS, "name": "cifar10", "root": str(tmp_path)})
+    train, test, examples = load_and_split(DIGITS.model_copy(update={"name": "cifar10", "root": str(tmp_path)}))
     np.testing.assert_array_equal(train, written.train_pixels / np.float32(255))
     np.testing.assert_array_equal(test, written.test_pixels / np.float32(255))
     for split, labels in [("train", written.train_labels), ("test", written.test_labels)]:
@@ -68,7 +69,7 @@ def test_an_official_split_is_kept_as_it_is(tmp_path: Path) -> None:
 
 def test_image_folder_examples_carry_class_names_and_paths(tmp_path: Path) -> None:
     write_class_folder(tmp_path, {"cat": 4, "dog": 4})
-    dataset = {**DIGITS, "name": "image_folder", "root": str(tmp_path), "image_size": 6, "label_noise": 0.0}
+    dataset = DIGITS.model_copy(update={"name": "image_folder", "root": str(tmp_path), "image_size": 6, "label_noise": 0.0})
     train, test, clean = load_and_split(dataset)
     examples = plant_label_noise(clean, dataset)[0]
     assert list(examples.columns) == [*KEY_COLUMNS, "class_name", "path"]
@@ -80,7 +81,7 @@ def test_image_folder_examples_carry_class_names_and_paths(tmp_path: Path) -> No
 
 def test_a_missing_dataset_stops_the_node_with_the_clear_message(tmp_path: Path) -> None:
     with pytest.raises(DatasetFilesMissing, match="dataset 'mnist': files missing from "):
-        load_and_split({**DIGITS, "name": "mnist", "root": str(tmp_path)})
+        load_and_split(DIGITS.model_copy(update={"name": "mnist", "root": str(tmp_path)}))
 
 
 def test_flip_labels_changes_exactly_the_fraction_to_other_classes() -> None:
@@ -115,4 +116,4 @@ def test_label_noise_touches_only_training_labels(source: Source) -> None:
 )
 def test_bad_dataset_parameters_are_refused_by_name(changes: dict, expected: str) -> None:
     with pytest.raises(InvalidParameters, match=re.escape(expected)):
-        load_and_split({**DIGITS, **changes})
+        checked_block("dataset", {**DIGITS.model_dump(), **changes})

@@ -8,6 +8,7 @@ import numpy as np
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from longtail.params import DatasetParams
 from longtail.pipelines.ingestion import create_pipeline
 from tests.sources.fakes import write_class_folder, write_mnist
 from tests.test_study import catalog, run_study
@@ -18,7 +19,7 @@ OUTPUTS = {"train_images", "test_images", "train_labels", "test_labels", "exampl
 def test_pipeline_turns_mnist_files_into_the_documented_outputs(tmp_path: Path) -> None:
     written = write_mnist(tmp_path, "FashionMNIST")
     dataset = {"name": "fashion_mnist", "root": str(tmp_path), "test_fraction": 0.2, "seed": 0, "label_noise": 0.2}
-    data = DataCatalog({"params:dataset": MemoryDataset(dataset)})
+    data = DataCatalog({"params:dataset": MemoryDataset(DatasetParams.model_validate(dataset))})
     outputs = {name: ds.load() for name, ds in SequentialRunner().run(create_pipeline(), data).items()}
     assert set(outputs) == OUTPUTS
     assert outputs["train_images"].shape == (30, 1, 28, 28) and outputs["test_images"].shape == (10, 1, 28, 28)

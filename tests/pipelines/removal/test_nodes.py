@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from longtail.params import RemovalParams, TrainingParams
 from longtail.pipelines.removal.nodes import removal_plan, run_removal_experiment
 from longtail.sources import load_source
 
@@ -32,10 +33,10 @@ def test_the_curve_is_the_same_locally_and_on_a_dask_cluster() -> None:
     digits = load_source("digits").train
     splits = digits.images[:300], digits.labels[:300], digits.images[300:400], digits.labels[300:400]
     scores = pd.DataFrame({"mem": np.linspace(0, 1, 300)})
-    removal = {"thresholds": [0.5, 0.9], "repeats": 2, "seed": 1}
-    local, runs = run_removal_experiment(*splits, scores, removal, {**TRAINING, "executor": "local"})
+    removal = RemovalParams(thresholds=(0.5, 0.9), repeats=2, seed=1)
+    local, runs = run_removal_experiment(*splits, scores, removal, TrainingParams(**TRAINING, executor="local"))
     assert len(local) == len(runs) == 8 and local["test_accuracy"].between(0, 1).all()
-    distributed, _ = run_removal_experiment(*splits, scores, removal, {**TRAINING, "executor": "dask", "workers": 2})
+    distributed, _ = run_removal_experiment(*splits, scores, removal, TrainingParams(**TRAINING, executor="dask", workers=2))
     # float32 in other processes with other thread counts (1 per Dask worker here, every core
     # locally) rounds differently on some CPUs; a flipped near-tie moves an accuracy on these
     # 100 test examples by 0.01: at most two such flips per model are allowed.

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from longtail.estimate import Selection, influence, influence_matrix
+from longtail.params import ReportingParams, ScoringParams
 from longtail.pipelines.export.nodes import class_influence
 from longtail.pipelines.reporting.nodes import plot_influence_pairs
 from longtail.pipelines.scoring.nodes import (
@@ -19,8 +20,10 @@ from longtail.pipelines.scoring.nodes import (
 )
 
 N_MODELS, N_TRAIN, N_TEST = 200, 40, 20
-SCORING = {"influence_threshold": 0.15, "memorization_threshold": 0.25, "top_k": 2, "max_block_mb": 1, "fdr": 0.1}
-REPORTING = {"grid_levels": [0.0, 0.5], "grid_classes": 3, "grid_per_class": 1, "influence_rows": 2, "influence_per_row": 2, "seed": 0}
+SCORING = ScoringParams(influence_threshold=0.15, memorization_threshold=0.25, top_k=2, max_block_mb=1, fdr=0.1)
+REPORTING = ReportingParams(
+    grid_levels=(0.0, 0.5), grid_classes=3, grid_per_class=1, influence_rows=2, influence_per_row=2, seed=0
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,7 @@ def study() -> dict[str, object]:
 
 
 def _pairs(study, **scoring) -> pd.DataFrame:
-    return score_influence(study["masks"], study["test_correct"], study["scores"], study["examples"], {**SCORING, **scoring})
+    return score_influence(study["masks"], study["test_correct"], study["scores"], study["examples"], SCORING.model_copy(update=scoring))
 
 
 def test_same_class_pairs_are_the_same_class_subset_of_all_pairs(study) -> None:
@@ -62,7 +65,7 @@ def test_same_class_pairs_are_the_same_class_subset_of_all_pairs(study) -> None:
 @pytest.mark.parametrize("mode", ["controlled", "paper"])
 def test_reported_pairs_carry_their_selection(study, mode) -> None:
     pairs = _pairs(study)
-    reported = report_pairs(pairs, {**SCORING, "selection": mode})
+    reported = report_pairs(pairs, SCORING.model_copy(update={"selection": mode}))
     rule = Selection(mode, 0.15, 0.25, 0.1)
     assert len(reported) == rule.pairs(pairs).sum() > 0
     carried = {"selection": mode, "influence_threshold": 0.15, "memorization_threshold": 0.25, "fdr": 0.1, "pairs": "same_class"}
@@ -77,7 +80,7 @@ def test_reported_pairs_carry_their_selection(study, mode) -> None:
 
 def test_controlled_is_stricter_than_paper(study) -> None:
     pairs = _pairs(study, top_k=5)
-    controlled, paper = (report_pairs(pairs, {**SCORING, "selection": m}) for m in ("controlled", "paper"))
+    controlled, paper = (report_pairs(pairs, SCORING.model_copy(update={"selection": m})) for m in ("controlled", "paper"))
     keys = [set(map(tuple, table[["train_index", "test_index"]].to_numpy())) for table in (controlled, paper)]
     assert keys[0] <= keys[1]
 
@@ -100,9 +103,9 @@ def test_the_influence_figure_refuses_a_table_selected_with_other_cut_offs(study
     args = (images, images[:N_TEST], study["labels"]["train"], study["labels"]["test"], reported, study["examples"])
     plot_influence_pairs(*args, SCORING, REPORTING)
     with pytest.raises(ValueError, match=r"selected with .*'influence_threshold': 0.15.* now ask for .*0.3"):
-        plot_influence_pairs(*args, {**SCORING, "influence_threshold": 0.3}, REPORTING)
+        plot_influence_pairs(*args, SCORING.model_copy(update={"influence_threshold": 0.3}), REPORTING)
     with pytest.raises(ValueError, match="rerun `kedro run --pipelines scoring,reporting`"):
-        plot_influence_pairs(*args, {**SCORING, "selection": "paper"}, REPORTING)
+        plot_influence_pairs(*args, SCORING.model_copy(update={"selection": "paper"}), REPORTING)
 
 
 def test_class_influence_has_the_papers_per_class_layout(study) -> None:

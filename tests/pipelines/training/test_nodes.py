@@ -8,15 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from longtail.params import SamplingParams, TrainingParams
 from longtail.pipelines.training.nodes import train_subset_models
 from longtail.study import mismatched_inputs
 from longtail.sources import load_source
 
-TRAINING = {
+TRAINING = TrainingParams.model_validate({
     "model": "mlp", "hidden_sizes": [8], "epochs": 1, "batch_size": 32, "lr": 0.05, "momentum": 0.9,
     "weight_decay": 0.0, "schedule": "constant", "seed": 0, "device": "cpu", "models_per_shard": 2,
-}
-SAMPLING = {"n_models": 4, "subset_ratio": 0.7, "seed": 0}
+})
+SAMPLING = SamplingParams(n_models=4, subset_ratio=0.7, seed=0)
 
 
 @pytest.fixture(scope="module")

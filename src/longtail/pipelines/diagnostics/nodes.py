@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from longtail import diagnostics as stats
 from longtail import figures
 from longtail.nets.ensemble import train_ensemble
-from longtail.params import DiagnosticsParams, ScoringParams, TrainingParams, parse
+from longtail.params import DiagnosticsParams, ScoringParams, TrainingParams
 from longtail.study import models_table, train_config, training_data
 from longtail.tracking import log_model_runs
 
@@ -31,19 +31,18 @@ def train_proxy_models(
     test_images: np.ndarray,
     test_labels: np.ndarray,
     examples: pd.DataFrame,
-    training: dict[str, Any],
-    diagnostics: dict[str, Any],
+    training: TrainingParams,
+    diagnostics: DiagnosticsParams,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train ``diagnostics.proxy_models`` models on the whole training split (the ``training``
     parameters, seeded by ``diagnostics.seed``), recording at the end of every epoch how each
     training example is classified. Returns the learning-speed proxies of every training example
     (``index``, ``label``, ``noisy``, ``cumulative_accuracy``, ``mean_true_prob``) and the
     per-model runs table (also logged as MLflow child runs, source ``proxy``)."""
-    params = parse(DiagnosticsParams, diagnostics, "diagnostics")
-    config = replace(train_config(parse(TrainingParams, training, "training"), seed=params.seed), record_epochs=True)
+    config = replace(train_config(training, seed=diagnostics.seed), record_epochs=True)
     data = training_data(train_images, train_labels, test_images, test_labels)
-    masks = np.ones((params.proxy_models, len(train_labels)), dtype=bool)
-    model_ids = np.arange(params.proxy_models)
+    masks = np.ones((diagnostics.proxy_models, len(train_labels)), dtype=bool)
+    model_ids = np.arange(diagnostics.proxy_models)
     result = train_ensemble(
         train_images, train_labels, masks, model_ids, config, data.n_classes,
         eval_sets={"train": (train_images, train_labels), "test": (test_images, test_labels)},
@@ -71,13 +70,12 @@ def _suspicion_scores(memorization_scores: pd.DataFrame, proxy_scores: pd.DataFr
 
 
 def detect_label_noise(
-    memorization_scores: pd.DataFrame, proxy_scores: pd.DataFrame, diagnostics: dict[str, Any]
+    memorization_scores: pd.DataFrame, proxy_scores: pd.DataFrame, diagnostics: DiagnosticsParams
 ) -> pd.DataFrame:
     """One row per score (mem, mem_soft, p_out, the proxies): ROC AUC, average precision and
     precision among the most suspicious examples at finding the planted label errors. Empty
     (same columns) when no label was flipped."""
-    params = parse(DiagnosticsParams, diagnostics, "diagnostics")
-    table = stats.detection_table(*_suspicion_scores(memorization_scores, proxy_scores), params.top_k)
+    table = stats.detection_table(*_suspicion_scores(memorization_scores, proxy_scores), diagnostics.top_k)
     for row in table.itertuples():
         logger.info("label-error detection by %s: ROC AUC %.3f, AP %.3f", row.score, row.roc_auc, row.average_precision)
     return table
@@ -92,13 +90,12 @@ def plot_label_noise_detection(
     return figures.precision_recall_figure(curves, label_noise_detection, float(noisy.mean()))
 
 
-def _reporting(scoring: dict[str, Any], diagnostics: DiagnosticsParams, examples: pd.DataFrame) -> stats.Reporting:
-    params = parse(ScoringParams, scoring, "scoring")
+def _reporting(scoring: ScoringParams, diagnostics: DiagnosticsParams, examples: pd.DataFrame) -> stats.Reporting:
     labels = None
-    if params.pairs == "same_class":
+    if scoring.pairs == "same_class":
         labels = tuple(examples[examples["split"] == s].sort_values("index")["label"].to_numpy() for s in ("train", "test"))
     return stats.Reporting(
-        params.influence_threshold, params.memorization_threshold, params.fdr, labels, params.max_block_mb,
+        scoring.influence_threshold, scoring.memorization_threshold, scoring.fdr, labels, scoring.max_block_mb,
         diagnostics.replication_share,
     )
 
@@ -128,22 +125,21 @@ def measure_convergence(
     train_correct: np.ndarray,
     test_correct: np.ndarray,
     examples: pd.DataFrame,
-    scoring: dict[str, Any],
-    diagnostics: dict[str, Any],
+    scoring: ScoringParams,
+    diagnostics: DiagnosticsParams,
 ) -> pd.DataFrame:
     """Standard error of mem and agreement between halves for each of ``diagnostics.model_counts``
     (those the study has, and all its models), and the number of models extrapolated to reach
     ``diagnostics.target_se``. ``jaccard_pairs`` repeats the chosen selection's (``scoring.selection``)
     Jaccard of pairs, the one the convergence figure draws."""
-    params = parse(DiagnosticsParams, diagnostics, "diagnostics")
-    counts = stats.model_counts(params.model_counts, len(subset_masks))
-    how = _reporting(scoring, params, examples)
-    table = stats.convergence(subset_masks, train_correct, test_correct, counts, params.seed, params.target_se, how)
-    table["jaccard_pairs"] = table[f"{parse(ScoringParams, scoring, 'scoring').selection}_jaccard_pairs"]
+    counts = stats.model_counts(diagnostics.model_counts, len(subset_masks))
+    how = _reporting(scoring, diagnostics, examples)
+    table = stats.convergence(subset_masks, train_correct, test_correct, counts, diagnostics.seed, diagnostics.target_se, how)
+    table["jaccard_pairs"] = table[f"{scoring.selection}_jaccard_pairs"]
     last = table.iloc[-1]
     logger.info(
         "median mem_se of memorized examples %.4f with %d models; about %s models for %.3f",
-        last["median_mem_se_memorized"], last["n_models"], last["models_for_target_se"], params.target_se,
+        last["median_mem_se_memorized"], last["n_models"], last["models_for_target_se"], diagnostics.target_se,
     )
     return table
 
@@ -153,12 +149,11 @@ def plot_convergence(convergence: pd.DataFrame) -> Figure:
     return figures.convergence_figure(convergence)
 
 
-def compare_proxies(memorization_scores: pd.DataFrame, proxy_scores: pd.DataFrame, scoring: dict[str, Any]) -> pd.DataFrame:
+def compare_proxies(memorization_scores: pd.DataFrame, proxy_scores: pd.DataFrame, scoring: ScoringParams) -> pd.DataFrame:
     """One row per proxy: its Spearman correlation with mem and mem_soft, and how well it ranks
     the memorized examples (mem ≥ ``scoring.memorization_threshold``) first."""
-    params = parse(ScoringParams, scoring, "scoring")
     merged = _with_proxies(memorization_scores, proxy_scores)
-    table = stats.proxy_agreement(merged, merged[list(PROXIES)], params.memorization_threshold)
+    table = stats.proxy_agreement(merged, merged[list(PROXIES)], scoring.memorization_threshold)
     for row in table.itertuples():
         logger.info("proxy %s: Spearman with mem %.3f", row.proxy, row.spearman_mem)
     return table

@@ -4,24 +4,22 @@ the within-class influence in the paper's per-class layout."""
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from longtail.estimate import influence_matrix
 from longtail.io import LazyArray
-from longtail.params import ScoringParams, parse
+from longtail.params import ScoringParams
 
 
-def influence_matrix_file(subset_masks: np.ndarray, test_correct: np.ndarray, scoring: dict[str, Any]) -> LazyArray:
+def influence_matrix_file(subset_masks: np.ndarray, test_correct: np.ndarray, scoring: ScoringParams) -> LazyArray:
     """The (n_train, n_test) influence matrix in float16 (NaN where undefined), filled into a
     memory-mapped file by ``scoring.max_block_mb`` blocks."""
-    params = parse(ScoringParams, scoring, "scoring")
     shape = (subset_masks.shape[1], test_correct.shape[1])
 
     def fill(out: np.ndarray) -> None:
-        influence_matrix(subset_masks, test_correct, out=out, max_block_mb=params.max_block_mb)
+        influence_matrix(subset_masks, test_correct, out=out, max_block_mb=scoring.max_block_mb)
 
     return LazyArray(shape, np.dtype(np.float16), fill)
 

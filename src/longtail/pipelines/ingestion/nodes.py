@@ -4,13 +4,12 @@ plant label noise."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from longtail.params import DatasetParams, parse
+from longtail.params import DatasetParams
 from longtail.sources import LabelledImages, Source, TableSpec, load_source
 
 logger = logging.getLogger(__name__)
@@ -21,28 +20,27 @@ KEY_COLUMNS = ["split", "index", "source_index", "original_label", "label", "noi
 Part = tuple[LabelledImages, np.ndarray]  # a split's examples and their positions in the source
 
 
-def load_and_split(dataset: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+def load_and_split(dataset: DatasetParams) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Read the dataset named in the parameters and split it (see ``split_source``)."""
-    params = parse(DatasetParams, dataset, "dataset")
     table = None
-    if params.name == "table":
-        table = TableSpec(params.path, params.label_column, params.feature_columns, params.split_column)
+    if dataset.name == "table":
+        table = TableSpec(dataset.path, dataset.label_column, dataset.feature_columns, dataset.split_column)
     source = load_source(
-        params.name,
-        params.root,
-        download=params.download,
-        image_size=params.image_size,
-        channels=params.channels,
+        dataset.name,
+        dataset.root,
+        download=dataset.download,
+        image_size=dataset.image_size,
+        channels=dataset.channels,
         table=table,
     )
     logger.info(
         "loaded %s: %d examples of shape %s%s",
-        params.name,
+        dataset.name,
         len(source.train.labels),
         source.train.images.shape[1:],
         "" if source.test is None else f" and an official test split of {len(source.test.labels)}",
     )
-    return split_source(source, params.test_fraction, params.seed)
+    return split_source(source, dataset.test_fraction, dataset.seed)
 
 
 def split_source(source: Source, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -99,18 +97,17 @@ def flip_labels(labels: np.ndarray, fraction: float, n_classes: int, seed: int) 
 
 
 def plant_label_noise(
-    examples: pd.DataFrame, dataset: dict[str, Any]
+    examples: pd.DataFrame, dataset: DatasetParams
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Flip ``dataset.label_noise`` of the training labels (seeded by ``dataset.seed``).
 
     Returns the completed ``examples`` table (adds ``label``, the label used for training,
     and ``noisy``, after ``original_label``), the training labels and the test labels.
     """
-    params = parse(DatasetParams, dataset, "dataset")
     n_classes = int(examples["original_label"].max()) + 1
     is_train = (examples["split"] == "train").to_numpy()
     labels = examples["original_label"].to_numpy().copy()
-    labels[is_train] = flip_labels(labels[is_train], params.label_noise, n_classes, params.seed)
+    labels[is_train] = flip_labels(labels[is_train], dataset.label_noise, n_classes, dataset.seed)
     examples = examples.assign(label=labels, noisy=labels != examples["original_label"].to_numpy())
     examples = examples[KEY_COLUMNS + [c for c in examples.columns if c not in KEY_COLUMNS]]
     logger.info("planted %d noisy training labels", int(examples["noisy"].sum()))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from longtail.executors import make_executor, train_in_tasks
-from longtail.params import RemovalParams, TrainingParams, parse
+from longtail.params import RemovalParams, TrainingParams
 from longtail.study import models_table, train_config, training_data
 from longtail.tracking import RUN_NAME_COLUMN, log_model_runs
 
@@ -47,14 +46,13 @@ def run_removal_experiment(
     test_images: np.ndarray,
     test_labels: np.ndarray,
     memorization_scores: pd.DataFrame,
-    removal: dict[str, Any],
-    training: dict[str, Any],
+    removal: RemovalParams,
+    training: TrainingParams,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train ``removal.repeats`` models on everything left after each removal (no subsampling)
     and measure their test accuracy, on ``training.executor`` (one task per threshold).
     Returns the removal curve and the per-model runs table."""
-    params = parse(RemovalParams, removal, "removal")
-    masks, plan = removal_plan(memorization_scores["mem"].to_numpy(), params.thresholds, params.repeats, params.seed)
+    masks, plan = removal_plan(memorization_scores["mem"].to_numpy(), removal.thresholds, removal.repeats, removal.seed)
     empty = (~masks).all(axis=1)
     if empty.any():
         threshold = plan.loc[np.flatnonzero(empty)[0], "threshold"]
@@ -62,12 +60,11 @@ def run_removal_experiment(
             f"removal.thresholds contains {threshold}, which removes every training example; "
             "allowed: thresholds that leave at least one example"
         )
-    trainer = parse(TrainingParams, training, "training")
-    config = train_config(trainer, seed=params.seed)
+    config = train_config(training, seed=removal.seed)
     data = training_data(train_images, train_labels, test_images, test_labels)
-    with make_executor(trainer.executor, trainer.scheduler_address, trainer.workers) as executor:
+    with make_executor(training.executor, training.scheduler_address, training.workers) as executor:
         # one task per threshold: its models share a subset size, so they train as one batch
-        arrays = train_in_tasks(executor, data, masks, config, task_size=2 * params.repeats)
+        arrays = train_in_tasks(executor, data, masks, config, task_size=2 * removal.repeats)
     curve = plan.assign(test_accuracy=arrays["test_correct"].mean(axis=1))
     model_ids = np.arange(len(masks))
     runs = models_table("removal", model_ids, masks, arrays, config)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,7 +9,7 @@ from matplotlib.figure import Figure
 
 from longtail import figures
 from longtail.estimate import Selection
-from longtail.params import ReportingParams, ScoringParams, parse
+from longtail.params import ReportingParams, ScoringParams
 
 
 def plot_memorization_histogram(memorization_scores: pd.DataFrame) -> Figure:
@@ -77,20 +76,20 @@ def strongest_pairs(pairs: pd.DataFrame, examples: pd.DataFrame, n: int) -> pd.D
 
 
 def plot_memorization_grid(
-    train_images: np.ndarray, memorization_scores: pd.DataFrame, examples: pd.DataFrame, reporting: dict[str, Any]
+    train_images: np.ndarray, memorization_scores: pd.DataFrame, examples: pd.DataFrame, reporting: ReportingParams
 ) -> Figure:
     """Training images by class, from typical to most memorized (the paper's Figure 1)."""
-    params = parse(ReportingParams, reporting, "reporting")
     if is_table(examples):
-        rows = most_memorized_rows(memorization_scores, examples, len(params.grid_levels) * params.grid_classes * params.grid_per_class)
+        n_rows = len(reporting.grid_levels) * reporting.grid_classes * reporting.grid_per_class
+        rows = most_memorized_rows(memorization_scores, examples, n_rows)
         return figures.rows_table_figure(rows, "Most memorized training rows")
     return figures.memorization_grid(
         train_images,
         memorization_scores,
-        levels=params.grid_levels,
-        max_classes=params.grid_classes,
-        per_class=params.grid_per_class,
-        seed=params.seed,
+        levels=reporting.grid_levels,
+        max_classes=reporting.grid_classes,
+        per_class=reporting.grid_per_class,
+        seed=reporting.seed,
         class_names=class_names(examples),
     )
 
@@ -102,17 +101,16 @@ def plot_influence_pairs(
     test_labels: np.ndarray,
     reported_pairs: pd.DataFrame,
     examples: pd.DataFrame,
-    scoring: dict[str, Any],
-    reporting: dict[str, Any],
+    scoring: ScoringParams,
+    reporting: ReportingParams,
 ) -> Figure:
     """The reported pairs (``scoring.selection``): each training image followed by the test
     images it influences most (the paper's Figure 6). The pairs were selected by the scoring
     pipeline; a table selected with other cut-offs than ``scoring`` now holds is refused, since
     the pairs those cut-offs would add are not in it (rerun the scoring pipeline)."""
-    _check_selection(reported_pairs, parse(ScoringParams, scoring, "scoring"))
-    params = parse(ReportingParams, reporting, "reporting")
+    _check_selection(reported_pairs, scoring)
     if is_table(examples):
-        rows = strongest_pairs(reported_pairs, examples, params.influence_rows * params.influence_per_row)
+        rows = strongest_pairs(reported_pairs, examples, reporting.influence_rows * reporting.influence_per_row)
         return figures.rows_table_figure(rows, "High-influence pairs: training row and the test row it influences")
     return figures.influence_figure(
         train_images,
@@ -120,8 +118,8 @@ def plot_influence_pairs(
         reported_pairs,
         train_labels,
         test_labels,
-        n_rows=params.influence_rows,
-        per_row=params.influence_per_row,
+        n_rows=reporting.influence_rows,
+        per_row=reporting.influence_per_row,
         class_names=class_names(examples),
     )
 

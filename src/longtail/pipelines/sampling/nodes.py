@@ -15,11 +15,10 @@ probability ``subset_ratio``), both stable as models are added (row t never chan
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 
-from longtail.params import SamplingParams, parse
+from longtail.params import SamplingParams
 
 logger = logging.getLogger(__name__)
 
@@ -42,17 +41,16 @@ def balanced_block(n_train: int, ratio: float, seed: int, block_size: int, block
     return keys.argsort(axis=0) < round(ratio * block_size)
 
 
-def draw_subset_masks(train_labels: np.ndarray, sampling: dict[str, Any]) -> np.ndarray:
+def draw_subset_masks(train_labels: np.ndarray, sampling: SamplingParams) -> np.ndarray:
     """Bool (n_models, n_train): row t is model t's training subset (see the module docstring)."""
-    params = parse(SamplingParams, sampling, "sampling")
     n_train = len(train_labels)
-    if params.scheme == "balanced":
-        masks = _balanced_masks(n_train, params)
+    if sampling.scheme == "balanced":
+        masks = _balanced_masks(n_train, sampling)
     else:
-        masks = _independent_masks(n_train, params)
+        masks = _independent_masks(n_train, sampling)
     logger.info(
         "drew %d %s subsets of %d training examples (mean size %.1f)",
-        params.n_models, params.scheme, n_train, masks.sum(axis=1).mean() if masks.size else 0,
+        sampling.n_models, sampling.scheme, n_train, masks.sum(axis=1).mean() if masks.size else 0,
     )
     return masks
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from longtail.estimate import Selection, influence, memorization
-from longtail.params import ScoringParams, parse
+from longtail.params import ScoringParams
 
 logger = logging.getLogger(__name__)
 
@@ -48,29 +48,28 @@ def score_influence(
     test_correct: np.ndarray,
     memorization_scores: pd.DataFrame,
     examples: pd.DataFrame,
-    scoring: dict[str, Any],
+    scoring: ScoringParams,
 ) -> pd.DataFrame:
     """Pairs (train_index, test_index), of one class with ``scoring.pairs`` same_class, with
     infl ≥ ``scoring.influence_threshold`` plus the ``scoring.top_k`` most influential
     training examples of each test example, with their evidence (``infl_se``, ``infl_lo``,
     ``infl_hi``, ``p_value``, ``q_value``) and the training example's ``mem`` and ``mem_q``."""
-    params = parse(ScoringParams, scoring, "scoring")
-    labels = _same_class_labels(examples) if params.pairs == "same_class" else None
+    labels = _same_class_labels(examples) if scoring.pairs == "same_class" else None
     pairs = influence(
         subset_masks,
         test_correct,
-        threshold=params.influence_threshold,
-        top_k=params.top_k,
+        threshold=scoring.influence_threshold,
+        top_k=scoring.top_k,
         labels=labels,
-        max_block_mb=params.max_block_mb,
+        max_block_mb=scoring.max_block_mb,
     )
     train = pairs["train_index"].to_numpy()
     for column in ("mem", "mem_q"):
         pairs[column] = memorization_scores[column].to_numpy()[train]
     logger.info(
         "influence (%s pairs, %d tests): %d pairs kept, %d at or above %.2f",
-        params.pairs, pairs.attrs["n_tests"], len(pairs),
-        int((pairs["infl"] >= params.influence_threshold).sum()), params.influence_threshold,
+        scoring.pairs, pairs.attrs["n_tests"], len(pairs),
+        int((pairs["infl"] >= scoring.influence_threshold).sum()), scoring.influence_threshold,
     )
     return pairs
 
@@ -89,34 +88,32 @@ def _same_class_labels(examples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return labels
 
 
-def report_pairs(influence_pairs: pd.DataFrame, scoring: dict[str, Any]) -> pd.DataFrame:
+def report_pairs(influence_pairs: pd.DataFrame, scoring: ScoringParams) -> pd.DataFrame:
     """The pairs the chosen selection (``scoring.selection``) reports, carrying the selection
     they were made with: as constant columns (``SELECTION_COLUMNS``) and in ``attrs["selection"]``
     (kept by parquet, and present even when no pair is reported)."""
-    params = parse(ScoringParams, scoring, "scoring")
-    rule = Selection.of(params)
+    rule = Selection.of(scoring)
     reported = influence_pairs[rule.pairs(influence_pairs)].reset_index(drop=True)
-    carried = {**rule.parameters(), "pairs": params.pairs}
+    carried = {**rule.parameters(), "pairs": scoring.pairs}
     reported = reported.assign(**carried)
     reported.attrs = {"selection": carried}
-    logger.info("%s selection reports %d of %d pairs", params.selection, len(reported), len(influence_pairs))
+    logger.info("%s selection reports %d of %d pairs", scoring.selection, len(reported), len(influence_pairs))
     return reported
 
 
 def summarize_scores(
-    memorization_scores: pd.DataFrame, influence_pairs: pd.DataFrame, reported_pairs: pd.DataFrame, scoring: dict[str, Any]
+    memorization_scores: pd.DataFrame, influence_pairs: pd.DataFrame, reported_pairs: pd.DataFrame, scoring: ScoringParams
 ) -> dict[str, Any]:
     """Headline figures for the parent MLflow run: among them ``examples_memorized`` and
     ``pairs_reported`` by the chosen selection."""
-    params = parse(ScoringParams, scoring, "scoring")
     mem = memorization_scores["mem"]
-    rule = Selection.of(params)
+    rule = Selection.of(scoring)
     figures = {
         "mem_mean": float(mem.mean()),
         "mem_median_se": float(memorization_scores["mem_se"].median()),
-        "fraction_mem_above_threshold": float((mem >= params.memorization_threshold).mean()),
+        "fraction_mem_above_threshold": float((mem >= scoring.memorization_threshold).mean()),
         "examples_memorized": int(rule.memorized(mem, memorization_scores["mem_q"]).sum()),
-        "high_influence_pairs": int((influence_pairs["infl"] >= params.influence_threshold).sum()),
+        "high_influence_pairs": int((influence_pairs["infl"] >= scoring.influence_threshold).sum()),
         "pairs_reported": len(reported_pairs),
         "influence_tests": int(influence_pairs.attrs.get("n_tests", 0)),
     }

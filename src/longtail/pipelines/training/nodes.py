@@ -11,7 +11,7 @@ import pandas as pd
 
 from longtail.executors import make_executor, train_with_store
 from longtail.nets.config import resolve_device
-from longtail.params import SamplingParams, TrainingParams, parse
+from longtail.params import SamplingParams, TrainingParams
 from longtail.shards import ShardStore
 from longtail.study import experiment_identity, models_table, train_config, training_data, training_provenance
 from longtail.tracking import BackgroundLogger
@@ -31,8 +31,8 @@ def train_subset_models(
     test_labels: np.ndarray,
     subset_masks: np.ndarray,
     shard_store: Any,
-    training: dict[str, Any],
-    sampling: dict[str, Any],
+    training: TrainingParams,
+    sampling: SamplingParams,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.DataFrame, dict[str, Any], dict[str, Any]]:
     """Train every subset model not already in the shard store, logging each new model as an
     MLflow child run as its shard lands.
@@ -42,17 +42,16 @@ def train_subset_models(
     metrics for the parent MLflow run; and the results' provenance (fingerprints of the masks
     and arrays, experiment id), saved last so that it never vouches for arrays not yet saved.
     """
-    params = parse(TrainingParams, training, "training")
-    config = train_config(params)
+    config = train_config(training)
     data = training_data(train_images, train_labels, test_images, test_labels)
     if subset_masks.shape[1] != len(train_labels):
         raise ValueError(
             f"subset_masks has shape {subset_masks.shape} but the training split has {len(train_labels)} "
             f"examples; expected shape (n_models, {len(train_labels)}): rerun the sampling pipeline"
         )
-    store = ShardStore(shard_store, experiment_identity(data, config, parse(SamplingParams, sampling, "sampling")))
+    store = ShardStore(shard_store, experiment_identity(data, config, sampling))
     per_shard = config.models_per_shard or STORE_SHARD[resolve_device(config.device).type]
-    with make_executor(params.executor, params.scheduler_address, params.workers) as executor, BackgroundLogger() as tracker:
+    with make_executor(training.executor, training.scheduler_address, training.workers) as executor, BackgroundLogger() as tracker:
         arrays, trained = train_with_store(
             store,
             subset_masks,
@@ -63,7 +62,7 @@ def train_subset_models(
             on_shard=lambda shard, masks: tracker.submit(
                 models_table("subset", np.arange(shard.start, shard.stop), masks, shard.arrays, config), "subset"
             ),
-            stale_after_s=params.claim_timeout_s,
+            stale_after_s=training.claim_timeout_s,
         )
     runs = models_table("subset", np.arange(len(subset_masks)), subset_masks, arrays, config)
     accuracy = runs["metric_test_accuracy"]
