@@ -349,36 +349,6 @@ def _validate(images: np.ndarray, labels: np.ndarray, masks: np.ndarray, model_i
         raise ValueError("every model needs a non-empty training subset")
 
 
-def _run(
-    train_shard: ShardTrainer,
-    images: np.ndarray,
-    labels: np.ndarray,
-    masks: np.ndarray,
-    model_ids: np.ndarray,
-    config: TrainConfig,
-    n_classes: int,
-    eval_sets: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    progress: Progress | None,
-) -> EnsembleResult:
-    masks, model_ids = np.asarray(masks, dtype=bool), np.asarray(model_ids, dtype=np.int64)
-    _validate(images, labels, masks, model_ids)
-    device = resolve_device(config.device)
-    if device.type == "cpu":
-        torch.set_num_threads(config.threads or available_cpus())
-    data = _prepare_data(images, labels, eval_sets, n_classes, device, config.dtype)
-    total, done, started = len(masks), 0, time.perf_counter()
-    results: list[EnsembleResult] = []
-    shards = list(_plan_shards(masks, model_ids, _models_per_shard(config, data)))
-    for shard in shards:
-        results.append(train_shard(shard, data, config))
-        done += len(shard.rows)
-        rate = done / (time.perf_counter() - started)
-        logger.info("trained %d/%d models (%.2f models/s, %.0f s left)", done, total, rate, (total - done) / rate)
-        if progress is not None:
-            progress(done, total)
-    return _reorder(_concat(results), np.concatenate([s.rows for s in shards]))
-
-
 def _reorder(result: EnsembleResult, rows: np.ndarray) -> EnsembleResult:
     """Put shard-ordered results back into the input row order."""
     inverse = np.argsort(rows)
@@ -405,15 +375,35 @@ def train_ensemble(
     n_classes: int,
     eval_sets: Mapping[str, tuple[np.ndarray, np.ndarray]],
     progress: Progress | None = None,
+    *,
+    shard_trainer: ShardTrainer | None = None,
 ) -> EnsembleResult:
     """Train model k on ``images[masks[k]]`` for every row k, many models at a time.
 
     images: float32 (N, C, H, W) in [0, 1]; labels: int (N,); masks: bool (K, N), rows may
     differ in size; model_ids: (K,) global model indices, which together with ``config.seed``
     alone determine each model's initialisation and data order. Every model is evaluated on
-    every example of every eval set. Results are in the input row order.
+    every example of every eval set. Results are in the input row order. ``shard_trainer``
+    trains one shard of models (default: ``_shard_trainer(config)``).
     """
-    return _run(_shard_trainer(config), images, labels, masks, model_ids, config, n_classes, eval_sets, progress)
+    train_shard = shard_trainer or _shard_trainer(config)
+    masks, model_ids = np.asarray(masks, dtype=bool), np.asarray(model_ids, dtype=np.int64)
+    _validate(images, labels, masks, model_ids)
+    device = resolve_device(config.device)
+    if device.type == "cpu":
+        torch.set_num_threads(config.threads or available_cpus())
+    data = _prepare_data(images, labels, eval_sets, n_classes, device, config.dtype)
+    total, done, started = len(masks), 0, time.perf_counter()
+    results: list[EnsembleResult] = []
+    shards = list(_plan_shards(masks, model_ids, _models_per_shard(config, data)))
+    for shard in shards:
+        results.append(train_shard(shard, data, config))
+        done += len(shard.rows)
+        rate = done / (time.perf_counter() - started)
+        logger.info("trained %d/%d models (%.2f models/s, %.0f s left)", done, total, rate, (total - done) / rate)
+        if progress is not None:
+            progress(done, total)
+    return _reorder(_concat(results), np.concatenate([s.rows for s in shards]))
 
 
 def _shard_trainer(config: TrainConfig) -> ShardTrainer:
@@ -436,4 +426,4 @@ def train_one_by_one(
     progress: Progress | None = None,
 ) -> EnsembleResult:
     """Reference for :func:`train_ensemble`: the same models, trained one at a time as plain networks."""
-    return _run(_train_plain, images, labels, masks, model_ids, config, n_classes, eval_sets, progress)
+    return train_ensemble(images, labels, masks, model_ids, config, n_classes, eval_sets, progress, shard_trainer=_train_plain)
