@@ -15,7 +15,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from longtail.nets.config import TrainConfig
-from longtail.nets.ensemble import GPU_MEMORY_FRACTION, _footprint, train_ensemble, train_one_by_one
+from longtail.nets.ensemble import train_ensemble, train_one_by_one
+from longtail.nets.sizing import GPU_MEMORY_FRACTION, bytes_per_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
@@ -116,8 +117,7 @@ def test_the_shard_planner_never_underestimates_gpu_memory(arch, shape, precisio
     labels = rng.integers(0, 10, n_train)
     subset = np.ones((n_models, n_train), dtype=bool)
     subset[:, n_train * 7 // 10 :] = False
-    params, activations = _footprint(config, shape, 10)
-    estimate = 4 * (4 * params + 3 * config.batch_size * activations)
+    estimate = bytes_per_model(config, shape, 10)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     baseline = torch.cuda.memory_allocated()

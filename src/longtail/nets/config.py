@@ -37,7 +37,7 @@ class TrainConfig:
     seed: int = 0
     device: str = _execution_only("auto")  # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1", "mps"
     precision: str = "fp32"  # one of PRECISIONS; training only, evaluation always runs in fp32 (fp64 for fp64)
-    models_per_shard: int | None = _execution_only(None)  # None = from device memory (CUDA) or CPU_SHARD_BYTES
+    models_per_shard: int | None = _execution_only(None)  # None = from device memory (CUDA) or CPU_SHARD_BYTES (nets.sizing)
     augment: bool = False  # random 4-px-padded crop + horizontal flip of every training image
     compile: bool = _execution_only(False)  # torch.compile the network
     keep_models: bool = _execution_only(False)  # return each trained model's state dict in EnsembleResult

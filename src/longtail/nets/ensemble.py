@@ -4,6 +4,7 @@
 (:mod:`longtail.nets.stacking`) and trains them with one optimizer; :func:`train_one_by_one`
 is the plain per-model loop it replaces. Both share every other step (seeding, batching,
 schedule, evaluation), so they compute the same models up to floating-point rounding.
+How many models make one shard is :mod:`longtail.nets.sizing`'s business.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ from torch import nn
 from longtail.nets.config import TrainConfig, available_cpus, resolve_device
 from longtail.nets.data import DataStreams, EpochPlan, channel_stats, crop_and_flip, model_seeds
 from longtail.nets.models import build_model, is_builtin
+from longtail.nets.sizing import models_per_shard
 from longtail.nets.stacking import StateDict, stack_models, unstack_state_dicts
 
 logger = logging.getLogger(__name__)
 
-CPU_SHARD_BYTES = 128 << 20  # auto shard size on CPU: ~8 MNIST MLPs; larger shards spill caches and run slower
-GPU_MEMORY_FRACTION = 0.5  # auto shard size on CUDA: this fraction of the free memory
 EVAL_BATCH_FACTOR = 2  # evaluation keeps no activations for backward, so it can use larger batches
 
 #: Maps image-layout input (B, K*C, H, W) to (K, B, n_classes) logits.
@@ -300,32 +300,6 @@ def _as_labels(y: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(y, dtype=np.int64), device=device)
 
 
-def _footprint(config: TrainConfig, input_shape: tuple[int, int, int], n_classes: int) -> tuple[int, int]:
-    """(parameters, values output by all leaf modules per example) of one model, inferred on the meta device
-    (a user's module on the CPU: its forward may need real values, e.g. for control flow)."""
-    sizes: list[int] = []
-    with torch.device("meta" if is_builtin(config.model) else "cpu"):
-        model = build_model(config.model, input_shape, n_classes, config.hidden_sizes).eval()
-        for module in model.modules():
-            if next(module.children(), None) is None:
-                module.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()))
-        model(torch.zeros(1, *input_shape))
-    return sum(p.numel() for p in model.parameters()), sum(sizes) + math.prod(input_shape)
-
-
-def _models_per_shard(config: TrainConfig, data: _Data) -> int:
-    """Configured, or as many models as fit the memory budget (weights, grads, momenta, activations)."""
-    if config.models_per_shard is not None:
-        return config.models_per_shard
-    params, activations = _footprint(config, data.input_shape, data.n_classes)
-    bytes_per_model = 4 * (4 * params + 3 * config.batch_size * activations)
-    if data.device.type == "cuda":
-        budget = GPU_MEMORY_FRACTION * torch.cuda.mem_get_info(data.device)[0]
-    else:
-        budget = CPU_SHARD_BYTES
-    return max(1, int(budget // bytes_per_model))
-
-
 def _plan_shards(masks: np.ndarray, model_ids: np.ndarray, per_shard: int) -> Iterator[_Shard]:
     """Group models by subset size (one batch shape per shard), then cut groups into shards."""
     sizes = masks.sum(1)
@@ -395,7 +369,7 @@ def train_ensemble(
     data = _prepare_data(images, labels, eval_sets, n_classes, device, config.dtype)
     total, done, started = len(masks), 0, time.perf_counter()
     results: list[EnsembleResult] = []
-    shards = list(_plan_shards(masks, model_ids, _models_per_shard(config, data)))
+    shards = list(_plan_shards(masks, model_ids, models_per_shard(config, data.device, data.input_shape, n_classes)))
     for shard in shards:
         results.append(train_shard(shard, data, config))
         done += len(shard.rows)
