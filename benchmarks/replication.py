@@ -48,7 +48,7 @@ from longtail.diagnostics import models_for_se
 from longtail.estimate import MODES, Selection, influence, influence_of, memorization
 from longtail.executors import LocalExecutor, train_with_store
 from longtail.nets.config import TrainConfig
-from longtail.params import BLOCKS, SamplingParams
+from longtail.params import SamplingParams, validate_parameters
 from longtail.pipelines.ingestion.nodes import load_and_split, plant_label_noise
 from longtail.pipelines.sampling.nodes import draw_subset_masks
 from longtail.shards import ShardStore
@@ -73,11 +73,12 @@ def study_inputs(dataset: str, scheme: str, n_models: int) -> tuple[dict[str, np
     """The default study's data and first ``n_models`` subset masks under ``scheme``, as the
     pipelines make them, with its trainer configuration and sampling parameters."""
     params = default_parameters(dataset)
-    train_images, test_images, clean = load_and_split(params["dataset"])
-    _, train_labels, test_labels = plant_label_noise(clean, params["dataset"])
-    sampling = BLOCKS["sampling"].model_validate({**params["sampling"], "n_models": n_models, "scheme": scheme})
-    masks = draw_subset_masks(train_labels, sampling.model_dump())
-    config = train_config(BLOCKS["training"].model_validate(params["training"]))
+    study = validate_parameters({**params, "sampling": {**params["sampling"], "n_models": n_models, "scheme": scheme}})
+    train_images, test_images, clean = load_and_split(study.dataset)
+    _, train_labels, test_labels = plant_label_noise(clean, study.dataset)
+    masks = draw_subset_masks(train_labels, study.sampling)
+    config = train_config(study.training)
+    sampling = study.sampling
     inputs = {"train_images": train_images, "train_labels": train_labels, "test_images": test_images,
               "test_labels": test_labels, "masks": masks}
     return inputs, config, sampling

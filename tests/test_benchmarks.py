@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from longtail.estimate import memorization
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,6 +44,24 @@ def test_scoring_benchmark_smoke(tmp_path: Path, structure: str) -> None:
     assert result["planted_pairs_returned"] >= 0.95 * result["planted_pairs"] > 0
     if structure == "realistic":
         assert result["constant_test_columns"] >= 0.8 * 1000
+
+
+def test_replication_benchmark_round_trip_through_a_machine_without_the_project(tmp_path: Path) -> None:
+    """prepare (here) → train_arrays.py (the library alone, as on a lent GPU machine) → measure."""
+    folder = tmp_path / "study"
+    replication = [sys.executable, str(ROOT / "benchmarks" / "replication.py")]
+    subprocess.run([*replication, "prepare", "--dataset", "digits", "--models", "12", "--trained", str(folder)], check=True, timeout=600)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_arrays.py"), str(folder), "--device", "cpu"], check=True, timeout=600, env=env)
+    trained, masks = np.load(folder / "trained.npz"), np.load(folder / "inputs.npz")["masks"]
+    assert tuple(trained["shape_train"]) == masks.shape == (12, 1437)
+    correct = np.unpackbits(trained["train_correct"], axis=1)[:, : masks.shape[1]].astype(bool)
+    assert correct[masks].mean() > 0.95  # the models did train: they know their own subsets
+    result = run("replication.py", tmp_path / "r.json", "measure", "--dataset", "digits", "--models", "4", "--reference", "4", "12", "--trained", str(folder))
+    assert result["models"] == 4 and result["reference"] == [4, 12]
+    # measure read back the same correctness: its reference count is the one computed from it here
+    mem = memorization(masks[4:12], correct[4:12])["mem"].to_numpy()
+    assert result["reference_memorized"] == int((np.nan_to_num(mem, nan=-1) >= 0.25).sum())
 
 
 def _variance_benchmark():
