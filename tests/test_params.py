@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
+from dataclasses import Field, fields
 from pathlib import Path
 from typing import get_type_hints
 
@@ -12,7 +13,8 @@ import pytest
 from kedro.pipeline import Pipeline
 
 import longtail.pipelines
-from longtail.params import BLOCKS, InvalidParameters, validate_parameters
+from longtail.nets.config import TrainConfig
+from longtail.params import BLOCKS, InvalidParameters, TrainingParams, validate_parameters
 from tests.conftest import base_parameters
 
 
@@ -60,6 +62,31 @@ def test_each_bad_value_is_named(parameters: dict, block: str, key: str, value: 
         validate_parameters(bad)
     assert expected in str(error.value)
     assert len(error.value.problems) == 1
+
+
+def _just_outside(bounds: dict[str, float], kind: type) -> list[object]:
+    step = 1 if kind is int else 1e-9
+    return [limit - step if op == "ge" else limit if op == "gt" else limit + step if op == "le" else limit for op, limit in bounds.items()]
+
+
+@pytest.mark.parametrize("spec", [f for f in fields(TrainConfig) if f.metadata.get("parameter", True)], ids=lambda f: f.name)
+def test_each_trainer_setting_is_a_parameter_with_its_declared_bounds(parameters: dict, spec: Field) -> None:
+    """TrainingParams is built from TrainConfig's fields: each setting users may set is a
+    parameter, with the setting's default (or 'auto'), and a value outside its bounds or
+    choices is refused by the parameters and by TrainConfig alike."""
+    field = TrainingParams.model_fields[spec.name]
+    assert field.default == ("auto" if spec.metadata.get("auto") else spec.default)
+    kind = type(spec.default) if spec.default is not None else int
+    bad_values = _just_outside(spec.metadata.get("bounds", {}), kind) + (["not-a-choice"] if spec.metadata.get("choices") else [])
+    for value in bad_values:
+        bad = copy.deepcopy(parameters)
+        bad["training"][spec.name] = value
+        with pytest.raises(InvalidParameters, match=f"training.{spec.name}="):
+            validate_parameters(bad)
+        with pytest.raises(ValueError, match=f"{spec.name}="):
+            TrainConfig(**{spec.name: value})
+    library_only = {f.name for f in fields(TrainConfig)} - set(TrainingParams.model_fields)
+    assert library_only == {"keep_models", "record_epochs", "threads"}
 
 
 def test_all_problems_are_reported_at_once(parameters: dict) -> None:

@@ -11,11 +11,14 @@ the annotations), so no node parses a dict again.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from dataclasses import fields
+from typing import Annotated, Any, Literal, Union, get_args, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+import torch
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
-from longtail.choices import ARCHITECTURES, PARAM_PRECISIONS, SCHEDULES
+from longtail.nets.config import TrainConfig
+from longtail.nets.models import check_model
 from longtail.errors import UserFacingError
 
 DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder", "table")
@@ -94,43 +97,28 @@ class SamplingParams(_Block):
         return identity
 
 
-class TrainingParams(_Block):
-    model: str  # one of ARCHITECTURES, or a factory's import path 'package.module:factory' (docs/models.md)
-    hidden_sizes: tuple[int, ...]
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
-    lr: float = Field(gt=0)
-    momentum: float = Field(ge=0, lt=1)
-    weight_decay: float = Field(ge=0)
-    schedule: Literal[SCHEDULES]  # type: ignore[valid-type]
-    seed: int = Field(ge=0)
-    device: str
-    precision: Literal[PARAM_PRECISIONS] = "auto"  # type: ignore[valid-type]  # auto: bf16 autocast on CUDA, else fp32
-    models_per_shard: int | Literal["auto"] = "auto"
-    augment: bool = False  # random crop (4-px padding) + horizontal flip, for 32x32 colour images
-    compile: bool = False  # torch.compile the batched network (CUDA or CPU)
+class _TrainingChecks(_Block):
+    """The ``training`` block's own fields (how a run distributes its training) and the checks
+    that go beyond a setting's bounds; :data:`TrainingParams` adds every trainer setting."""
+
     executor: Literal["local", "dask"] = "local"
     scheduler_address: str | None = None  # an existing Dask scheduler; None starts a LocalCluster
     workers: int = Field(default=1, ge=1)  # LocalCluster workers (one per GPU on a multi-GPU machine)
     claim_timeout_s: float = Field(default=600.0, ge=10)  # a shard claim whose heartbeat is older is taken over
 
-    @field_validator("hidden_sizes")
+    @field_validator("hidden_sizes", check_fields=False)
     @classmethod
     def _positive_sizes(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
         if not sizes or any(size < 1 for size in sizes):
             raise ValueError("must be a non-empty list of positive layer widths")
         return sizes
 
-    @field_validator("model")
+    @field_validator("model", check_fields=False)
     @classmethod
     def _known_model(cls, model: str) -> str:
-        if model in ARCHITECTURES:
-            return model
-        from longtail.nets.models import check_model  # noqa: PLC0415 - imports torch and the user's module
-
         return check_model(model)
 
-    @field_validator("device")
+    @field_validator("device", check_fields=False)
     @classmethod
     def _known_device(cls, device: str) -> str:
         if not _DEVICE.match(device):
@@ -148,18 +136,54 @@ class TrainingParams(_Block):
         problem = device_problem(self.device)
         return None if problem is None else f"training.device={self.device!r}: {problem}"
 
-    @field_validator("models_per_shard")
-    @classmethod
-    def _positive_shard(cls, size: int | str) -> int | str:
-        if isinstance(size, int) and size < 1:
-            raise ValueError("must be a positive number of models or 'auto'")
-        return size
+
+def _trainer_settings() -> dict[str, Any]:
+    """A field for each of ``TrainConfig``'s parameter settings, with its type, default, allowed
+    values and bounds as ``longtail.nets.config.setting`` declares them (``auto`` settings also
+    take, and default to, "auto")."""
+    types = get_type_hints(TrainConfig)
+    settings: dict[str, Any] = {}
+    for spec in fields(TrainConfig):
+        if not spec.metadata.get("parameter", True):
+            continue
+        auto, choices = spec.metadata.get("auto", False), spec.metadata.get("choices")
+        if choices:
+            kind = Literal[("auto", *choices) if auto else choices]
+        elif auto:  # the parameter's "auto" stands for the setting's None
+            kind = _or_auto(_without_none(types[spec.name]), spec.metadata.get("bounds", {}))
+        else:
+            kind = Annotated[types[spec.name], Field(**spec.metadata.get("bounds", {}))]
+        settings[spec.name] = (kind, "auto" if auto else spec.default)
+    return settings
+
+
+def _without_none(kind: Any) -> Any:
+    return Union[tuple(part for part in get_args(kind) if part is not type(None))] if get_args(kind) else kind
+
+
+def _or_auto(kind: Any, bounds: dict[str, float]) -> Any:
+    """``kind`` within ``bounds``, or "auto"; one message however a value is wrong (a plain
+    union would report one per member)."""
+    adapter = TypeAdapter(Annotated[kind, Field(**bounds)])
+
+    def check(value: Any) -> Any:
+        if value == "auto":
+            return value
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as error:
+            raise ValueError(f"{error.errors()[0]['msg']}, or 'auto'") from None
+
+    return Annotated[kind | Literal["auto"], PlainValidator(check)]
+
+
+#: The ``training`` block: every trainer setting of ``longtail.nets.config.TrainConfig`` (a
+#: new setting there is a new parameter here) and the run's own fields above.
+TrainingParams = create_model("TrainingParams", __base__=_TrainingChecks, __module__=__name__, **_trainer_settings())
 
 
 def device_problem(device: str) -> str | None:
     """Why ``device`` cannot train on this machine, naming the devices that can; None if it can."""
-    import torch  # noqa: PLC0415  (torch is slow to import; only the device check needs it)
-
     cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
     mps = torch.backends.mps.is_available()
     if device.startswith("cuda"):

@@ -1,24 +1,54 @@
-"""The trainer's settings: :class:`TrainConfig`, the one definition of each training setting
-(which of them change a model's numbers is marked on its field), and the device and CPU
-cores it resolves to."""
+"""The trainer's settings: :class:`TrainConfig`, the one definition of each training setting:
+its type, default, allowed values and bounds, whether it changes a model's numbers and whether
+users set it as a parameter (all on its field, :func:`setting`), and the device and CPU cores
+it resolves to."""
 
 from __future__ import annotations
 
+import operator
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 
-from longtail.choices import PRECISIONS, SCHEDULES
 from longtail.nets.models import check_model
 
-#: Marks a setting that changes how models are computed, not what they are: shards trained
-#: under different values of it are interchangeable (``longtail.study.model_identity``).
-EXECUTION_ONLY = {"identity": False}
+SCHEDULES = ("constant", "cosine", "linear")  # learning-rate schedules, per step (linear: to 0)
+#: How a model's numbers are computed: float32 weights and activations; float32 weights under
+#: bf16 autocast (matrix products and convolutions in bfloat16); or float64 throughout (slow:
+#: a reference whose rounding is far below any difference a bug makes, used by the tests).
+PRECISIONS = ("fp32", "bf16", "fp64")
+
+_BOUNDS = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
+_BOUND_WORDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
 
 
-def _execution_only(default: object) -> object:
-    return field(default=default, metadata=EXECUTION_ONLY)
+def setting(
+    default: Any,
+    *,
+    identity: bool = True,
+    parameter: bool = True,
+    auto: bool = False,
+    choices: tuple[str, ...] | None = None,
+    **bounds: float,
+) -> Any:
+    """A :class:`TrainConfig` field with what the project derives from it.
+
+    identity: it changes a trained model's numbers, so it is part of the shard store's
+        experiment identity (``longtail.study.model_identity``); False for how or where models
+        are computed (shards trained under other values are interchangeable).
+    parameter: users set it as ``training.<name>``: ``longtail.params.TrainingParams`` is built
+        from these fields; False for the library's own switches.
+    auto: the parameter also takes ``auto`` (its default), which ``longtail.study.train_config``
+        resolves for the machine.
+    choices, bounds (``ge``, ``gt``, ``le``, ``lt``): its allowed values, checked here and by
+        the parameters alike.
+    """
+    if set(bounds) - set(_BOUNDS):
+        raise TypeError(f"unknown bounds {sorted(set(bounds) - set(_BOUNDS))}; allowed: {sorted(_BOUNDS)}")
+    metadata = {"identity": identity, "parameter": parameter, "auto": auto, "choices": choices, "bounds": bounds}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -28,33 +58,45 @@ class TrainConfig:
 
     model: str = "mlp"  # one of ARCHITECTURES, or a factory's import path 'package.module:factory' (docs/models.md)
     hidden_sizes: tuple[int, ...] = (512, 256)  # mlp only: its hidden layers' widths
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "constant"  # one of SCHEDULES; per step, same for all models
-    seed: int = 0
-    device: str = _execution_only("auto")  # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1", "mps"
-    precision: str = "fp32"  # one of PRECISIONS; training only, evaluation always runs in fp32 (fp64 for fp64)
-    models_per_shard: int | None = _execution_only(None)  # None = from device memory (CUDA) or CPU_SHARD_BYTES (nets.sizing)
+    epochs: int = setting(10, ge=1)
+    batch_size: int = setting(128, ge=1)
+    lr: float = setting(0.1, gt=0)
+    momentum: float = setting(0.9, ge=0, lt=1)
+    weight_decay: float = setting(5e-4, ge=0)
+    schedule: str = setting("constant", choices=SCHEDULES)  # per step, the same for all models
+    seed: int = setting(0, ge=0)  # with a model's index, its initialisation and data order
+    device: str = setting("auto", identity=False)  # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1", "mps"
+    # training only; evaluation runs in fp32 (fp64 for fp64). auto: bf16 autocast on CUDA, else fp32
+    precision: str = setting("fp32", auto=True, choices=PRECISIONS)
+    # None (the parameter's auto) = from device memory (CUDA) or CPU_SHARD_BYTES (nets.sizing)
+    models_per_shard: int | None = setting(None, identity=False, auto=True, ge=1)
     augment: bool = False  # random 4-px-padded crop + horizontal flip of every training image
-    compile: bool = _execution_only(False)  # torch.compile the network
-    keep_models: bool = _execution_only(False)  # return each trained model's state dict in EnsembleResult
-    record_epochs: bool = _execution_only(False)  # also evaluate on every eval set at the end of every epoch (EnsembleResult.epoch_*)
-    threads: int | None = _execution_only(None)  # CPU threads; None = every core this process may use
+    compile: bool = setting(False, identity=False)  # torch.compile the network
+    keep_models: bool = setting(False, identity=False, parameter=False)  # return each model's state dict in EnsembleResult
+    # also evaluate on every eval set at the end of every epoch (EnsembleResult.epoch_*)
+    record_epochs: bool = setting(False, identity=False, parameter=False)
+    threads: int | None = setting(None, identity=False, parameter=False, ge=1)  # CPU threads; None = every core this process may use
 
     def __post_init__(self) -> None:
         check_model(self.model)
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
+        for spec in fields(self):
+            problem = _setting_problem(spec.metadata, getattr(self, spec.name))
+            if problem:
+                raise ValueError(f"{spec.name}={getattr(self, spec.name)!r}: {problem}")
 
     @property
     def dtype(self) -> torch.dtype:
         """The dtype of weights, inputs and evaluation."""
         return torch.float64 if self.precision == "fp64" else torch.float32
+
+
+def _setting_problem(metadata: Any, value: Any) -> str | None:
+    """What is wrong with ``value`` for a setting with this field ``metadata``; None if nothing."""
+    choices, bounds = metadata.get("choices"), metadata.get("bounds") or {}
+    if choices is not None and value not in choices:
+        return f"expected one of {', '.join(choices)}"
+    broken = [f"{_BOUND_WORDS[op]} {limit}" for op, limit in bounds.items() if value is not None and not _BOUNDS[op](value, limit)]
+    return f"must be {' and '.join(broken)}" if broken else None
 
 
 def resolve_device(name: str) -> torch.device:

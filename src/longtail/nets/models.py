@@ -17,11 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from longtail.choices import ARCHITECTURES
-
 #: ``package.module:factory``: a user's factory ``(input_shape, n_classes) -> nn.Module``.
 IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-ALLOWED_MODELS = f"one of {', '.join(ARCHITECTURES)}, or an import path 'package.module:factory' to a factory (input_shape, n_classes) -> torch.nn.Module"
 
 
 class Residual(nn.Module):
@@ -105,6 +102,9 @@ _BUILDERS: dict[str, Callable[[tuple[int, int, int], int, Sequence[int]], nn.Mod
     "cnn": lambda shape, n_classes, _hidden: cnn(shape, n_classes),
     "resnet": lambda shape, n_classes, _hidden: resnet(shape, n_classes),
 }
+#: The built-in models: a new one is a builder above and its name here.
+ARCHITECTURES = tuple(_BUILDERS)
+ALLOWED_MODELS = f"one of {', '.join(ARCHITECTURES)}, or an import path 'package.module:factory' to a factory (input_shape, n_classes) -> torch.nn.Module"
 
 
 class InvalidModel(ValueError):
