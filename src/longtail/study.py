@@ -4,7 +4,7 @@ store, and per-model tables for tracking. Kedro-free."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import Field, asdict, fields
 from typing import Any
 
 import numpy as np
@@ -61,10 +61,15 @@ def model_identity(config: TrainConfig) -> dict[str, Any]:
     """The settings a trained model's numbers depend on: architecture, optimisation, seed and
     resolved precision; not where or how it was computed, nor settings its architecture
     ignores (``hidden_sizes`` shape only the mlp)."""
-    identity = {f.name: getattr(config, f.name) for f in fields(config) if f.metadata.get("identity", True)}
+    identity = {f.name: getattr(config, f.name) for f in fields(config) if _identifies(f, getattr(config, f.name))}
     if config.model != "mlp":
         del identity["hidden_sizes"]
     return identity
+
+
+def _identifies(setting: Field, value: Any) -> bool:
+    identity = setting.metadata.get("identity", True)
+    return identity is True or (identity == "when_set" and value != setting.default)
 
 
 def models_table(

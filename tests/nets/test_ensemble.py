@@ -75,6 +75,16 @@ def test_ensemble_matches_one_by_one(digits, arch):
     assert_same_models(ensemble, train(train_one_by_one, digits, masks, config))
 
 
+def test_label_smoothing_trains_other_models_the_same_way_batched_and_one_by_one(digits):
+    masks = subset_masks([400] * 2)
+    smoothed = replace(EXACT, label_smoothing=0.2)
+    ensemble = train(train_ensemble, digits, masks, smoothed)
+    assert_same_models(ensemble, train(train_one_by_one, digits, masks, smoothed))
+    plain = train(train_ensemble, digits, masks, EXACT)
+    # the setting reaches the loss: other models, far beyond the float64 tolerance
+    assert np.abs(ensemble.true_prob["test"] - plain.true_prob["test"]).max() > 1e-3
+
+
 def test_the_equivalence_check_catches_a_model_on_another_subset_or_a_wrong_gradient(digits):
     """Negative controls: the float64 tolerance is tight enough to see real bugs."""
     masks = subset_masks([800] * 3)

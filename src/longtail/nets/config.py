@@ -8,7 +8,7 @@ from __future__ import annotations
 import operator
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -27,7 +27,7 @@ _BOUND_WORDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
 def setting(
     default: Any,
     *,
-    identity: bool = True,
+    identity: bool | Literal["when_set"] = True,
     parameter: bool = True,
     auto: bool = False,
     choices: tuple[str, ...] | None = None,
@@ -37,7 +37,9 @@ def setting(
 
     identity: it changes a trained model's numbers, so it is part of the shard store's
         experiment identity (``longtail.study.model_identity``); False for how or where models
-        are computed (shards trained under other values are interchangeable).
+        are computed (shards trained under other values are interchangeable); "when_set" for a
+        setting added later whose default computes what the trainer computed before it existed:
+        only another value enters the identity, so the shards already stored stay valid.
     parameter: users set it as ``training.<name>``: ``longtail.params.TrainingParams`` is built
         from these fields; False for the library's own switches.
     auto: the parameter also takes ``auto`` (its default), which ``longtail.study.train_config``
@@ -63,6 +65,7 @@ class TrainConfig:
     lr: float = setting(0.1, gt=0)
     momentum: float = setting(0.9, ge=0, lt=1)
     weight_decay: float = setting(5e-4, ge=0)
+    label_smoothing: float = setting(0.0, ge=0, lt=1, identity="when_set")  # of the training loss's targets (0: none)
     schedule: str = setting("constant", choices=SCHEDULES)  # per step, the same for all models
     seed: int = setting(0, ge=0)  # with a model's index, its initialisation and data order
     device: str = setting("auto", identity=False)  # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1", "mps"

@@ -154,7 +154,9 @@ def _fit(
             x, y = _batch(data, plan, slice(start, start + config.batch_size), layout)
             with _autocast(config, data.device):
                 logits = forward(x)
-            losses = F.cross_entropy(logits.to(data.images.dtype).flatten(0, 1), y.flatten(), reduction="none").view(k, -1)
+            losses = F.cross_entropy(
+                logits.to(data.images.dtype).flatten(0, 1), y.flatten(), reduction="none", label_smoothing=config.label_smoothing
+            ).view(k, -1)
             optimizer.zero_grad(set_to_none=True)
             (losses.sum() / losses.shape[1]).backward()
             for group in optimizer.param_groups:

@@ -38,11 +38,19 @@ def test_what_does_not_change_a_cnn_model_is_not_in_its_identity(change: dict) -
         (BASE, {"seed": 1}),
         (BASE, {"augment": True}),
         (BASE, {"model": "resnet"}),
+        (BASE, {"label_smoothing": 0.1}),
         (replace(BASE, model="mlp"), {"hidden_sizes": (8, 8)}),
     ],
 )
 def test_what_changes_a_model_is_in_its_identity(base: TrainConfig, change: dict) -> None:
     assert model_identity(replace(base, **change)) != model_identity(base)
+
+
+def test_a_setting_added_later_leaves_the_identity_of_stored_shards_at_its_default() -> None:
+    """label_smoothing came after stores existed; at its default (0, what the trainer computed
+    before) it is not in the identity, so those stores stay valid."""
+    assert "label_smoothing" not in model_identity(BASE)
+    assert model_identity(replace(BASE, label_smoothing=0.1))["label_smoothing"] == 0.1
 
 
 def test_auto_precision_resolves_by_device() -> None:
