@@ -12,26 +12,21 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from longtail.nets.config import TrainConfig
 from longtail.nets.ensemble import train_ensemble, train_one_by_one
 from longtail.nets.sizing import GPU_MEMORY_FRACTION, bytes_per_model
+from tests.nets.digits_split import N_TRAIN, digits_split
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
-N_TRAIN = 1200
 SMALL = TrainConfig(hidden_sizes=(32,), epochs=2, batch_size=64, lr=0.02, momentum=0.9, weight_decay=5e-4)
 FP64_ATOL = 1e-9  # the CPU suite's float64 tolerance (tests/nets/test_ensemble.py says why)
 
 
 @pytest.fixture(scope="module")
 def digits():
-    data = load_digits()
-    images = (data.images / 16).astype(np.float32)[:, None]
-    order = np.random.default_rng(0).permutation(len(images))
-    train, test = order[:N_TRAIN], order[N_TRAIN:]
-    return images[train], data.target[train], {"test": (images[test], data.target[test])}
+    return digits_split()
 
 
 def masks(n_models: int, size: int, seed: int = 1) -> np.ndarray:

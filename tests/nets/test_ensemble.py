@@ -4,15 +4,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from longtail.estimate import memorization
 from longtail.nets.data import PAD, crop_and_flip
 from longtail.nets.config import TrainConfig
 from longtail.nets.ensemble import EnsembleResult, lr_at, train_ensemble, train_one_by_one
 from longtail.nets.models import build_model
+from tests.nets.digits_split import N_TRAIN, digits_split
 
-N_TRAIN = 1200
 # The CPU's kernels, also on a machine with a GPU (tests/nets/test_cuda.py checks the GPU's).
 SMALL = TrainConfig(
     hidden_sizes=(32,), epochs=2, batch_size=64, lr=0.02, momentum=0.9, weight_decay=5e-4, keep_models=True, device="cpu"
@@ -30,12 +29,7 @@ FP64_ATOL = 1e-9
 
 @pytest.fixture(scope="module")
 def digits():
-    """sklearn digits as (N, 1, 8, 8) images in [0, 1], split into train and test."""
-    data = load_digits()
-    images = (data.images / 16).astype(np.float32)[:, None]
-    order = np.random.default_rng(0).permutation(len(images))
-    train, test = order[:N_TRAIN], order[N_TRAIN:]
-    return images[train], data.target[train], {"test": (images[test], data.target[test])}
+    return digits_split()
 
 
 def subset_masks(sizes, n=N_TRAIN, seed=1):

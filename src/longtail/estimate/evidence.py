@@ -19,6 +19,12 @@ randomized by construction, so given the memberships the two groups are independ
   rate under any dependence between the tests (pairs sharing a test example or a training
   example are dependent in ways for which Benjamini–Hochberg's positive-dependence condition
   is not established).
+
+Written here rather than taken from a library, for measured or stated reasons: scipy has the
+Wilson interval only one proportion at a time (``binomtest(k, n).proportion_ci``) and no
+Newcombe interval, and its ``hypergeom.sf`` took 22.8 s per 10⁶ tables where
+``hypergeom_upper_tail`` takes 0.9 s (500 models, tables of random margins; 2-core AMD EPYC);
+the q-values are scipy's ``false_discovery_control``. Each is tested against scipy's scalar functions or a brute force.
 """
 
 from __future__ import annotations
