@@ -15,11 +15,22 @@ from dataclasses import fields
 from typing import Annotated, Any, Literal, Union, get_args, get_type_hints
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError, ValidationInfo, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from longtail.errors import UserFacingError
 from longtail.nets.config import TrainConfig
 from longtail.nets.models import check_model
-from longtail.errors import UserFacingError
 
 DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder", "table")
 

@@ -78,7 +78,8 @@ class TrainConfig:
     keep_models: bool = setting(False, identity=False, parameter=False)  # return each model's state dict in EnsembleResult
     # also evaluate on every eval set at the end of every epoch (EnsembleResult.epoch_*)
     record_epochs: bool = setting(False, identity=False, parameter=False)
-    threads: int | None = setting(None, identity=False, parameter=False, ge=1)  # CPU threads; None = every core this process may use
+    # CPU threads; None = every core this process may use
+    threads: int | None = setting(None, identity=False, parameter=False, ge=1)
 
     def __post_init__(self) -> None:
         check_model(self.model)
@@ -98,7 +99,9 @@ def _setting_problem(metadata: Any, value: Any) -> str | None:
     choices, bounds = metadata.get("choices"), metadata.get("bounds") or {}
     if choices is not None and value not in choices:
         return f"expected one of {', '.join(choices)}"
-    broken = [f"{_BOUND_WORDS[op]} {limit}" for op, limit in bounds.items() if value is not None and not _BOUNDS[op](value, limit)]
+    broken = [
+        f"{_BOUND_WORDS[op]} {limit}" for op, limit in bounds.items() if value is not None and not _BOUNDS[op](value, limit)
+    ]
     return f"must be {' and '.join(broken)}" if broken else None
 
 

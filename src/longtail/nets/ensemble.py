@@ -40,7 +40,8 @@ Progress = Callable[[int, int], None]
 class EnsembleResult:
     correct: dict[str, np.ndarray]  # eval-set name -> (K, n) bool: argmax == label
     true_prob: dict[str, np.ndarray]  # eval-set name -> (K, n) float32: softmax prob of the true label
-    epoch_loss: np.ndarray  # (K, epochs) mean training loss of each model per epoch, in the weights' dtype (float32; float64 in fp64)
+    # (K, epochs) mean training loss of each model per epoch, in the weights' dtype (float32; float64 in fp64)
+    epoch_loss: np.ndarray
     state_dicts: list[StateDict] | None = None  # with config.keep_models: build_model state dicts, on CPU
     epoch_correct: dict[str, np.ndarray] | None = None  # with config.record_epochs: (K, epochs, n) bool, in eval mode
     epoch_true_prob: dict[str, np.ndarray] | None = None  # with config.record_epochs: (K, epochs, n) float32

@@ -104,7 +104,10 @@ _BUILDERS: dict[str, Callable[[tuple[int, int, int], int, Sequence[int]], nn.Mod
 }
 #: The built-in models: a new one is a builder above and its name here.
 ARCHITECTURES = tuple(_BUILDERS)
-ALLOWED_MODELS = f"one of {', '.join(ARCHITECTURES)}, or an import path 'package.module:factory' to a factory (input_shape, n_classes) -> torch.nn.Module"
+ALLOWED_MODELS = (
+    f"one of {', '.join(ARCHITECTURES)}, or an import path 'package.module:factory' to a factory "
+    "(input_shape, n_classes) -> torch.nn.Module"
+)
 
 
 class InvalidModel(ValueError):
