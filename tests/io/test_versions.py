@@ -30,6 +30,12 @@ def test_processes_claiming_one_version_at_once_each_get_their_own(tmp_path: Pat
     assert sorted(claimed)[0] == VERSION
 
 
+def test_a_project_where_claims_cannot_be_written_keeps_kedros_version(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "sessions").write_text("a file where the claims folder would be")
+    assert claim_version(tmp_path / "sessions", VERSION) == VERSION
+    assert "cannot claim save version" in caplog.text
+
+
 def test_claims_older_than_a_day_are_removed(tmp_path: Path) -> None:
     old = tmp_path / "2020-01-01T00.00.00.000Z"
     old.touch()

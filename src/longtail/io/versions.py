@@ -9,6 +9,7 @@ version from the session store, so the store is where a version is made unique.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from datetime import datetime, timedelta, timezone
@@ -19,6 +20,8 @@ from kedro.framework.session.store import BaseSessionStore
 from kedro.io.core import VERSION_FORMAT
 
 CLAIMS_KEPT_FOR = timedelta(days=1)
+
+logger = logging.getLogger(__name__)
 
 
 def _parse(version: str) -> datetime:
@@ -38,17 +41,21 @@ def claim_version(claims: Path, version: str) -> str:
     network file system that honours it (NFSv3 and later). Claims older than a day are removed:
     a later session's clock reading is later than theirs, so they can no longer clash.
     """
-    claims.mkdir(parents=True, exist_ok=True)
     moment = _parse(version)
-    while True:
-        candidate = _format(moment)
-        try:
-            os.close(os.open(claims / candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-        except FileExistsError:
-            moment += timedelta(milliseconds=1)
-            continue
-        _remove_old_claims(claims)
-        return candidate
+    try:
+        claims.mkdir(parents=True, exist_ok=True)
+        while True:
+            candidate = _format(moment)
+            try:
+                os.close(os.open(claims / candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            except FileExistsError:
+                moment += timedelta(milliseconds=1)
+                continue
+            _remove_old_claims(claims)
+            return candidate
+    except OSError as error:  # a read-only project (e.g. a study opened for viewing) saves nothing
+        logger.warning("cannot claim save version %s in %s (%s); using it unclaimed", version, claims, error)
+        return version
 
 
 def _remove_old_claims(claims: Path) -> None:
