@@ -328,11 +328,7 @@ def influence_of(
     if train.shape != test.shape or train.ndim != 1:
         raise ValueError(f"train_index and test_index must be 1-D of one length; got {train.shape} and {test.shape}")
     design = _Design.of(masks, test_correct)
-    in_sum = np.empty(train.size)
-    width = max(1, int(DEFAULT_BLOCK_MB * MB // (masks.shape[0] * 9)))
-    for chunk in spans(train.size, width):
-        in_sum[chunk] = np.einsum("mp,mp->p", masks[:, train[chunk]], test_correct[:, test[chunk]], dtype=np.float64)
-    pairs = _Pairs(test, train, in_sum)
+    pairs = _Pairs(test, train, _in_sums(masks, test_correct, train, test, DEFAULT_BLOCK_MB))
     return _frame(pairs, _pair_stats(pairs, design, masks, test_correct, DEFAULT_BLOCK_MB), np.full(train.size, np.nan))
 
 
@@ -355,11 +351,17 @@ def _pair_stats(
 def _pair_squares(pairs: _Pairs, masks: np.ndarray, scores: np.ndarray, max_block_mb: float) -> tuple[np.ndarray, np.ndarray]:
     """(Σ_in x², Σ x²) of each pair's test scores, for the soft scores' sample variances."""
     squared = np.square(scores, dtype=np.float64)
+    return _in_sums(masks, squared, pairs.train, pairs.test, max_block_mb), squared.sum(axis=0)[pairs.test]
+
+
+def _in_sums(masks: np.ndarray, scores: np.ndarray, train: np.ndarray, test: np.ndarray, max_block_mb: float) -> np.ndarray:
+    """Σ over the models that saw ``train[p]`` of ``scores[:, test[p]]``, for each pair p, in
+    chunks of pairs that keep the gathered columns within ``max_block_mb``."""
     width = max(1, int(max_block_mb * MB // (masks.shape[0] * 9)))
-    in_sq = np.empty(pairs.train.size)
-    for chunk in spans(pairs.train.size, width):
-        in_sq[chunk] = np.einsum("mp,mp->p", masks[:, pairs.train[chunk]], squared[:, pairs.test[chunk]])
-    return in_sq, squared.sum(axis=0)[pairs.test]
+    in_sum = np.empty(train.size)
+    for chunk in spans(train.size, width):
+        in_sum[chunk] = np.einsum("mp,mp->p", masks[:, train[chunk]], scores[:, test[chunk]], dtype=np.float64)
+    return in_sum
 
 
 def _frame(pairs: _Pairs, stats: dict[str, np.ndarray], q: np.ndarray) -> pd.DataFrame:
