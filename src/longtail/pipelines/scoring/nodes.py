@@ -94,11 +94,17 @@ def report_pairs(influence_pairs: pd.DataFrame, scoring: ScoringParams) -> pd.Da
     (kept by parquet, and present even when no pair is reported)."""
     rule = Selection.of(scoring)
     reported = influence_pairs[rule.pairs(influence_pairs)].reset_index(drop=True)
-    carried = {**rule.parameters(), "pairs": scoring.pairs}
+    carried = carried_selection(scoring)
     reported = reported.assign(**carried)
     reported.attrs = {"selection": carried}
     logger.info("%s selection reports %d of %d pairs", scoring.selection, len(reported), len(influence_pairs))
     return reported
+
+
+def carried_selection(scoring: ScoringParams) -> dict[str, Any]:
+    """What a reported table carries of the rule that selected it: the selection's mode and
+    cut-offs and ``scoring.pairs``."""
+    return {**Selection.of(scoring).parameters(), "pairs": scoring.pairs}
 
 
 def summarize_scores(
