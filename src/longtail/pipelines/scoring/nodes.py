@@ -74,10 +74,16 @@ def score_influence(
     return pairs
 
 
+def split_labels(examples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(train labels, test labels), each in the order of its split's ``index``."""
+    train, test = (_split(examples, split)["label"].to_numpy() for split in ("train", "test"))
+    return train, test
+
+
 def _same_class_labels(examples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(train labels, test labels); every label must be known (published runs without labels
     carry −1) for pairs to be matched by class."""
-    labels = tuple(_split(examples, split)["label"].to_numpy() for split in ("train", "test"))
+    labels = split_labels(examples)
     unknown = [int((side < 0).sum()) for side in labels]
     if any(unknown):
         raise ValueError(
