@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from longtail.estimate import Selection, influence, memorization
+from longtail.estimate import Selection, influence, memorization, with_memorization
 from longtail.params import ScoringParams
 
 logger = logging.getLogger(__name__)
@@ -63,9 +63,7 @@ def score_influence(
         labels=labels,
         max_block_mb=scoring.max_block_mb,
     )
-    train = pairs["train_index"].to_numpy()
-    for column in ("mem", "mem_q"):
-        pairs[column] = memorization_scores[column].to_numpy()[train]
+    with_memorization(pairs, memorization_scores)
     logger.info(
         "influence (%s pairs, %d tests): %d pairs kept, %d at or above %.2f",
         scoring.pairs, pairs.attrs["n_tests"], len(pairs),
