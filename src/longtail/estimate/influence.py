@@ -33,7 +33,6 @@ from longtail.estimate.evidence import q_values
 
 # float32 holds every integer count exactly up to 2**24 models.
 _FLOAT32_EXACT_COUNT = 2**24
-COLUMNS = ["train_index", "test_index", "infl", "infl_se", "infl_lo", "infl_hi", "p_value", "q_value"]
 Labels = tuple[np.ndarray, np.ndarray]
 
 
