@@ -94,7 +94,7 @@ def _same_class_labels(examples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def report_pairs(influence_pairs: pd.DataFrame, scoring: ScoringParams) -> pd.DataFrame:
     """The pairs the chosen selection (``scoring.selection``) reports, carrying the selection
-    they were made with: as constant columns (``SELECTION_COLUMNS``) and in ``attrs["selection"]``
+    they were made with (``carried_selection``): as constant columns and in ``attrs["selection"]``
     (kept by parquet, and present even when no pair is reported)."""
     rule = Selection.of(scoring)
     reported = influence_pairs[rule.pairs(influence_pairs)].reset_index(drop=True)
