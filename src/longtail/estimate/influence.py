@@ -29,7 +29,7 @@ from longtail.estimate.contrast import (
     means,
     spans,
 )
-from longtail.estimate.evidence import q_values
+from longtail.estimate.evidence import fisher_greater, q_values
 
 # float32 holds every integer count exactly up to 2**24 models.
 _FLOAT32_EXACT_COUNT = 2**24
@@ -306,7 +306,7 @@ def influence(
         counted, counted_p = pairs, stats["p_value"].copy()
     else:
         counted = _Pairs.concat([_Pairs.empty(), *tested])
-        counted_p = _pair_stats(counted, design, masks, test_correct, max_block_mb)["p_value"]
+        counted_p = _p_values(counted, design, test_correct)
     counted_p[~varies[counted.test]] = np.nan  # constant test columns: no test is made
     q = _lookup(pairs, counted, q_values(counted_p, n_tests), test_correct.shape[1])
     order = np.lexsort((pairs.test, pairs.train)) if all_pairs else _order(pairs, stats["diff"])
@@ -345,6 +345,15 @@ def _pair_stats(
     n_in, n_out = design.n_in[pairs.train], design.n_out[pairs.train]
     squares = None if scores.dtype == bool else _pair_squares(pairs, masks, scores, max_block_mb)
     return contrast(pairs.in_sum, design.total[pairs.test], n_in, n_out, squares)
+
+
+def _p_values(pairs: _Pairs, design: _Design, scores: np.ndarray) -> np.ndarray:
+    """The ``p_value`` that ``_pair_stats`` gives each pair, without its intervals (or, for soft
+    scores, which get no test, the squared sums): only the false-discovery count needs these."""
+    if scores.dtype != bool:
+        return np.full(pairs.train.size, np.nan)
+    n_in, n_out = design.n_in[pairs.train], design.n_out[pairs.train]
+    return fisher_greater(pairs.in_sum, n_in, design.total[pairs.test], n_out)
 
 
 def _pair_squares(pairs: _Pairs, masks: np.ndarray, scores: np.ndarray, max_block_mb: float) -> tuple[np.ndarray, np.ndarray]:
