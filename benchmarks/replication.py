@@ -45,7 +45,7 @@ import pandas as pd
 import yaml
 
 from longtail.diagnostics import models_for_se
-from longtail.estimate import MODES, Selection, influence, influence_of, memorization
+from longtail.estimate import MODES, Selection, influence, influence_of, memorization, with_memorization
 from longtail.executors import LocalExecutor, train_with_store
 from longtail.nets.config import TrainConfig
 from longtail.params import SamplingParams, validate_parameters
@@ -118,9 +118,7 @@ def _estimates(arrays: dict[str, np.ndarray], models: slice, threshold: float, t
     masks, labels = arrays["masks"][models], (arrays["train_labels"], arrays["test_labels"])
     scores = memorization(masks, arrays["train_correct"][models])
     pairs = influence(masks, arrays["test_correct"][models], threshold=threshold, top_k=top_k, labels=labels)
-    train = pairs["train_index"].to_numpy()
-    pairs["mem"], pairs["mem_q"] = scores["mem"].to_numpy()[train], scores["mem_q"].to_numpy()[train]
-    return scores, pairs
+    return scores, with_memorization(pairs, scores)
 
 
 def _keys(pairs: pd.DataFrame, n_test: int) -> np.ndarray:

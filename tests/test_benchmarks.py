@@ -46,6 +46,14 @@ def test_scoring_benchmark_smoke(tmp_path: Path, structure: str) -> None:
         assert result["constant_test_columns"] >= 0.8 * 1000
 
 
+def test_scoring_benchmark_times_the_tails_it_checks_against_scipy(tmp_path: Path) -> None:
+    result = run("scoring.py", tmp_path / "t.json", "--tails", "2000")
+    assert (result["tails"], result["models"]) == (2000, 500)
+    assert {"tail_seconds", "scipy_sf_seconds"} <= set(result)
+    # the tail drops terms below 1e-17 of its sum; the two agree to ~1e-12 (summation order)
+    assert result["max_abs_difference"] < 1e-9
+
+
 def test_replication_benchmark_round_trip_through_a_machine_without_the_project(tmp_path: Path) -> None:
     """prepare (here) → train_arrays.py (the library alone, as on a lent GPU machine) → measure."""
     folder = tmp_path / "study"

@@ -23,9 +23,27 @@ def labelled_scores(seed: int, n: int = 40, levels: int = 5) -> tuple[np.ndarray
     return positive, rng.integers(0, levels, n) / levels
 
 
+def brute_force_ranking(positive: np.ndarray, score: np.ndarray) -> tuple[float, float, list, list]:
+    """ROC AUC over every (positive, negative) pair, ties counting half; precision and recall
+    of flagging score >= t for each distinct t from the highest down; AP = Σ ΔR · P."""
+    pos, neg = score[positive], score[~positive]
+    auc = np.mean([1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg])
+    precision, recall = [], []
+    for t in sorted(set(score), reverse=True):
+        flagged = score >= t
+        precision.append((flagged & positive).sum() / flagged.sum())
+        recall.append((flagged & positive).sum() / positive.sum())
+    ap = sum((r - r0) * p for p, r, r0 in zip(precision, recall, [0.0, *recall[:-1]]))
+    return float(auc), float(ap), precision, recall
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_ranking_statistics_match_scikit_learn(seed: int) -> None:
     positive, score = labelled_scores(seed, n=5 + 3 * seed)
+    auc, ap, brute_precision, brute_recall = brute_force_ranking(positive, score)
+    assert stats.roc_auc(positive, score) == pytest.approx(auc, abs=1e-12)
+    assert stats.average_precision(positive, score) == pytest.approx(ap, abs=1e-12)
+    np.testing.assert_allclose(stats.precision_recall(positive, score), [brute_precision, brute_recall], rtol=1e-12)
     assert stats.roc_auc(positive, score) == pytest.approx(roc_auc_score(positive, score), abs=1e-12)
     assert stats.average_precision(positive, score) == pytest.approx(average_precision_score(positive, score), abs=1e-12)
     precision, recall = stats.precision_recall(positive, score)
@@ -41,6 +59,9 @@ def test_spearman_matches_scipy_with_nan_omitted(seed: int) -> None:
     a[rng.random(50) < 0.1] = np.nan
     b[rng.random(50) < 0.1] = np.nan
     assert stats.spearman(a, b) == pytest.approx(spearmanr(a, b, nan_policy="omit").statistic, abs=1e-12)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    ranks = [[np.mean([j + 1 for j in range(keep.sum()) if np.sort(v)[j] == x]) for x in v] for v in (a[keep], b[keep])]
+    assert stats.spearman(a, b) == pytest.approx(np.corrcoef(*ranks)[0, 1], abs=1e-12)  # Pearson of average ranks
 
 
 def test_spearman_is_nan_when_undefined() -> None:

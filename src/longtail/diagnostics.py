@@ -27,7 +27,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from longtail.estimate import MODES, Selection, influence, influence_of, memorization
+from longtail.estimate import MODES, Selection, influence, influence_of, memorization, with_memorization
 
 __all__ = [
     "roc_auc",
@@ -203,9 +203,7 @@ def _half(masks: np.ndarray, correct: np.ndarray, test_correct: np.ndarray, mode
         masks[models], test_correct[models], threshold=how.influence_threshold, labels=how.labels,
         max_block_mb=how.max_block_mb,
     )
-    train = pairs["train_index"].to_numpy()
-    pairs["mem"], pairs["mem_q"] = scores["mem"].to_numpy()[train], scores["mem_q"].to_numpy()[train]
-    return _Half(models, scores, pairs)
+    return _Half(models, scores, with_memorization(pairs, scores))
 
 
 def _replication(

@@ -29,6 +29,8 @@ from matplotlib.figure import Figure
 
 from scipy import stats
 
+from longtail.estimate.evidence import Z_95
+
 __all__ = [
     "memorization_histogram",
     "memorization_grid",
@@ -50,7 +52,6 @@ _STRATEGY_STYLE = {
     "memorization": ("tab:red", "removed by memorization (highest first)"),
     "random": ("tab:blue", "removed at random"),
 }
-_Z975 = float(stats.norm.ppf(0.975))
 
 
 # --------------------------------------------------------------------------- validation
@@ -276,7 +277,7 @@ def influence_interval(pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | N
     if {"infl_lo", "infl_hi"} <= set(pairs.columns):
         return pairs["infl_lo"].to_numpy(float), pairs["infl_hi"].to_numpy(float)
     if "infl_se" in pairs.columns:
-        infl, half = pairs["infl"].to_numpy(float), _Z975 * pairs["infl_se"].to_numpy(float)
+        infl, half = pairs["infl"].to_numpy(float), Z_95 * pairs["infl_se"].to_numpy(float)
         return infl - half, infl + half
     return None
 

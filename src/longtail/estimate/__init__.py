@@ -20,7 +20,7 @@ carries a 95% interval, an exact one-sided p-value and a false-discovery q-value
 from longtail.estimate.evidence import fisher_greater, newcombe, q_values, wilson
 from longtail.estimate.influence import influence, influence_matrix, influence_of
 from longtail.estimate.memorization import memorization
-from longtail.estimate.selection import MODES, Selection
+from longtail.estimate.selection import MODES, Selection, with_memorization
 
 __all__ = [
     "memorization",
@@ -29,6 +29,7 @@ __all__ = [
     "influence_of",
     "Selection",
     "MODES",
+    "with_memorization",
     "fisher_greater",
     "newcombe",
     "q_values",

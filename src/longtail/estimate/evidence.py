@@ -22,8 +22,9 @@ randomized by construction, so given the memberships the two groups are independ
 
 Written here rather than taken from a library, for measured or stated reasons: scipy has the
 Wilson interval only one proportion at a time (``binomtest(k, n).proportion_ci``) and no
-Newcombe interval, and its ``hypergeom.sf`` took 22.8 s per 10⁶ tables where
-``hypergeom_upper_tail`` takes 0.9 s (500 models, tables of random margins; 2-core AMD EPYC);
+Newcombe interval, and its (vectorized) ``hypergeom.sf`` took 2.1 s per 10⁶ tails where
+``hypergeom_upper_tail`` takes 1.3 s (``benchmarks/scoring.py --tails 1000000``: 500 models,
+tables of random margins; 2-core AMD EPYC);
 the q-values are scipy's ``false_discovery_control``. Each is tested against scipy's scalar functions or a brute force.
 """
 
@@ -64,10 +65,10 @@ def newcombe(
 def hypergeom_upper_tail(x: np.ndarray, draws: np.ndarray, successes: np.ndarray, population: np.ndarray) -> np.ndarray:
     """P(X ≥ x) for X ~ Hypergeometric(population, successes, draws), elementwise.
 
-    Equal to ``scipy.stats.hypergeom.sf(x - 1, population, successes, draws)`` (tested), which
-    costs about 23 µs per element here (measured: 1e6 tails in 22.8 s on the 2-core EPYC),
-    too slow for the 10⁵–10⁶ pair tests of one study. This sums the tail's terms with the
-    pmf's ratio recurrence, vectorized over elements, dropping terms below 1e-17 of the sum.
+    Equal to ``scipy.stats.hypergeom.sf(x - 1, population, successes, draws)`` (tested; 10⁶
+    tails in 2.1 s there against 1.3 s here, ``benchmarks/scoring.py --tails``). This sums the
+    tail's terms with the pmf's ratio recurrence, vectorized over elements, dropping terms
+    below 1e-17 of the sum.
     """
     x, n, k, m = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (x, draws, successes, population)))
     p = np.full(x.shape, np.nan)

@@ -29,11 +29,10 @@ from longtail.estimate.contrast import (
     means,
     spans,
 )
-from longtail.estimate.evidence import q_values
+from longtail.estimate.evidence import fisher_greater, q_values
 
 # float32 holds every integer count exactly up to 2**24 models.
 _FLOAT32_EXACT_COUNT = 2**24
-COLUMNS = ["train_index", "test_index", "infl", "infl_se", "infl_lo", "infl_hi", "p_value", "q_value"]
 Labels = tuple[np.ndarray, np.ndarray]
 
 
@@ -307,7 +306,7 @@ def influence(
         counted, counted_p = pairs, stats["p_value"].copy()
     else:
         counted = _Pairs.concat([_Pairs.empty(), *tested])
-        counted_p = _pair_stats(counted, design, masks, test_correct, max_block_mb)["p_value"]
+        counted_p = _p_values(counted, design, test_correct)
     counted_p[~varies[counted.test]] = np.nan  # constant test columns: no test is made
     q = _lookup(pairs, counted, q_values(counted_p, n_tests), test_correct.shape[1])
     order = np.lexsort((pairs.test, pairs.train)) if all_pairs else _order(pairs, stats["diff"])
@@ -328,11 +327,7 @@ def influence_of(
     if train.shape != test.shape or train.ndim != 1:
         raise ValueError(f"train_index and test_index must be 1-D of one length; got {train.shape} and {test.shape}")
     design = _Design.of(masks, test_correct)
-    in_sum = np.empty(train.size)
-    width = max(1, int(DEFAULT_BLOCK_MB * MB // (masks.shape[0] * 9)))
-    for chunk in spans(train.size, width):
-        in_sum[chunk] = np.einsum("mp,mp->p", masks[:, train[chunk]], test_correct[:, test[chunk]], dtype=np.float64)
-    pairs = _Pairs(test, train, in_sum)
+    pairs = _Pairs(test, train, _in_sums(masks, test_correct, train, test, DEFAULT_BLOCK_MB))
     return _frame(pairs, _pair_stats(pairs, design, masks, test_correct, DEFAULT_BLOCK_MB), np.full(train.size, np.nan))
 
 
@@ -352,14 +347,29 @@ def _pair_stats(
     return contrast(pairs.in_sum, design.total[pairs.test], n_in, n_out, squares)
 
 
+def _p_values(pairs: _Pairs, design: _Design, scores: np.ndarray) -> np.ndarray:
+    """The ``p_value`` that ``_pair_stats`` gives each pair, without its intervals (or, for soft
+    scores, which get no test, the squared sums): only the false-discovery count needs these."""
+    if scores.dtype != bool:
+        return np.full(pairs.train.size, np.nan)
+    n_in, n_out = design.n_in[pairs.train], design.n_out[pairs.train]
+    return fisher_greater(pairs.in_sum, n_in, design.total[pairs.test], n_out)
+
+
 def _pair_squares(pairs: _Pairs, masks: np.ndarray, scores: np.ndarray, max_block_mb: float) -> tuple[np.ndarray, np.ndarray]:
     """(Σ_in x², Σ x²) of each pair's test scores, for the soft scores' sample variances."""
     squared = np.square(scores, dtype=np.float64)
+    return _in_sums(masks, squared, pairs.train, pairs.test, max_block_mb), squared.sum(axis=0)[pairs.test]
+
+
+def _in_sums(masks: np.ndarray, scores: np.ndarray, train: np.ndarray, test: np.ndarray, max_block_mb: float) -> np.ndarray:
+    """Σ over the models that saw ``train[p]`` of ``scores[:, test[p]]``, for each pair p, in
+    chunks of pairs that keep the gathered columns within ``max_block_mb``."""
     width = max(1, int(max_block_mb * MB // (masks.shape[0] * 9)))
-    in_sq = np.empty(pairs.train.size)
-    for chunk in spans(pairs.train.size, width):
-        in_sq[chunk] = np.einsum("mp,mp->p", masks[:, pairs.train[chunk]], squared[:, pairs.test[chunk]])
-    return in_sq, squared.sum(axis=0)[pairs.test]
+    in_sum = np.empty(train.size)
+    for chunk in spans(train.size, width):
+        in_sum[chunk] = np.einsum("mp,mp->p", masks[:, train[chunk]], scores[:, test[chunk]], dtype=np.float64)
+    return in_sum
 
 
 def _frame(pairs: _Pairs, stats: dict[str, np.ndarray], q: np.ndarray) -> pd.DataFrame:

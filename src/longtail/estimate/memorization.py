@@ -8,8 +8,6 @@ import pandas as pd
 from longtail.estimate.contrast import DEFAULT_BLOCK_MB, MB, check_masks, check_scores, contrast, counts, spans
 from longtail.estimate.evidence import q_values
 
-COLUMNS = ["mem", "mem_se", "mem_lo", "mem_hi", "mem_p", "mem_q", "p_in", "p_out", "n_in", "n_out"]
-
 
 def memorization(masks: np.ndarray, correct: np.ndarray) -> pd.DataFrame:
     """Per-training-example memorization estimate.

@@ -58,5 +58,14 @@ class Selection:
         return keep
 
 
+def with_memorization(pairs: pd.DataFrame, memorization: pd.DataFrame) -> pd.DataFrame:
+    """``pairs`` with its training examples' ``mem`` and ``mem_q`` (rows of ``memorization``
+    by ``train_index``) added in place: the columns ``Selection.pairs`` reads."""
+    train = pairs["train_index"].to_numpy()
+    for column in ("mem", "mem_q"):
+        pairs[column] = memorization[column].to_numpy()[train]
+    return pairs
+
+
 def _at_most(values: Any, limit: float) -> np.ndarray:
     return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=np.inf) <= limit

@@ -12,6 +12,8 @@ from longtail.estimate import influence_matrix
 from longtail.io import LazyArray
 from longtail.params import ScoringParams
 
+from ..scoring.nodes import split_labels
+
 
 def influence_matrix_file(subset_masks: np.ndarray, test_correct: np.ndarray, scoring: ScoringParams) -> LazyArray:
     """The (n_train, n_test) influence matrix in float16 (NaN where undefined), filled into a
@@ -36,8 +38,7 @@ def class_influence(subset_masks: np.ndarray, test_correct: np.ndarray, examples
     the training and test splits). Its size is Σ_c n_train_c · n_test_c, a tenth of the full
     matrix on 10 balanced classes. Examples without a label (−1, published runs that carry
     none) belong to no class and are left out."""
-    train = examples[examples["split"] == "train"].sort_values("index")["label"].to_numpy()
-    test = examples[examples["split"] == "test"].sort_values("index")["label"].to_numpy()
+    train, test = split_labels(examples)
     arrays: dict[str, np.ndarray] = {}
     known = np.concatenate([train, test])
     for label in np.unique(known[known >= 0]):

@@ -8,8 +8,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from longtail import figures
-from longtail.estimate import Selection
 from longtail.params import ReportingParams, ScoringParams
+
+from ..scoring.nodes import carried_selection
 
 
 def plot_memorization_histogram(memorization_scores: pd.DataFrame) -> Figure:
@@ -125,7 +126,7 @@ def plot_influence_pairs(
 
 
 def _check_selection(reported_pairs: pd.DataFrame, scoring: ScoringParams) -> None:
-    wanted = {**Selection.of(scoring).parameters(), "pairs": scoring.pairs}
+    wanted = carried_selection(scoring)
     carried = reported_pairs.attrs.get("selection")
     if carried != wanted:
         raise ValueError(

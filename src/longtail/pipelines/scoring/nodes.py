@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from longtail.estimate import Selection, influence, memorization
+from longtail.estimate import Selection, influence, memorization, with_memorization
 from longtail.params import ScoringParams
 
 logger = logging.getLogger(__name__)
@@ -63,9 +63,7 @@ def score_influence(
         labels=labels,
         max_block_mb=scoring.max_block_mb,
     )
-    train = pairs["train_index"].to_numpy()
-    for column in ("mem", "mem_q"):
-        pairs[column] = memorization_scores[column].to_numpy()[train]
+    with_memorization(pairs, memorization_scores)
     logger.info(
         "influence (%s pairs, %d tests): %d pairs kept, %d at or above %.2f",
         scoring.pairs, pairs.attrs["n_tests"], len(pairs),
@@ -74,10 +72,16 @@ def score_influence(
     return pairs
 
 
+def split_labels(examples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(train labels, test labels), each in the order of its split's ``index``."""
+    train, test = (_split(examples, split)["label"].to_numpy() for split in ("train", "test"))
+    return train, test
+
+
 def _same_class_labels(examples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(train labels, test labels); every label must be known (published runs without labels
     carry −1) for pairs to be matched by class."""
-    labels = tuple(_split(examples, split)["label"].to_numpy() for split in ("train", "test"))
+    labels = split_labels(examples)
     unknown = [int((side < 0).sum()) for side in labels]
     if any(unknown):
         raise ValueError(
@@ -90,15 +94,21 @@ def _same_class_labels(examples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def report_pairs(influence_pairs: pd.DataFrame, scoring: ScoringParams) -> pd.DataFrame:
     """The pairs the chosen selection (``scoring.selection``) reports, carrying the selection
-    they were made with: as constant columns (``SELECTION_COLUMNS``) and in ``attrs["selection"]``
+    they were made with (``carried_selection``): as constant columns and in ``attrs["selection"]``
     (kept by parquet, and present even when no pair is reported)."""
     rule = Selection.of(scoring)
     reported = influence_pairs[rule.pairs(influence_pairs)].reset_index(drop=True)
-    carried = {**rule.parameters(), "pairs": scoring.pairs}
+    carried = carried_selection(scoring)
     reported = reported.assign(**carried)
     reported.attrs = {"selection": carried}
     logger.info("%s selection reports %d of %d pairs", scoring.selection, len(reported), len(influence_pairs))
     return reported
+
+
+def carried_selection(scoring: ScoringParams) -> dict[str, Any]:
+    """What a reported table carries of the rule that selected it: the selection's mode and
+    cut-offs and ``scoring.pairs``."""
+    return {**Selection.of(scoring).parameters(), "pairs": scoring.pairs}
 
 
 def summarize_scores(
