@@ -24,8 +24,8 @@ Written here rather than taken from a library, for measured or stated reasons: s
 Wilson interval only one proportion at a time (``binomtest(k, n).proportion_ci``) and no
 Newcombe interval, and its (vectorized) ``hypergeom.sf`` took 2.1 s per 10⁶ tails where
 ``hypergeom_upper_tail`` takes 1.3 s (``benchmarks/scoring.py --tails 1000000``: 500 models,
-tables of random margins; 2-core AMD EPYC);
-the q-values are scipy's ``false_discovery_control``. Each is tested against scipy's scalar functions or a brute force.
+tables of random margins; 2-core AMD EPYC); the q-values are scipy's
+``false_discovery_control``. Each is tested against scipy's scalar functions or a brute force.
 """
 
 from __future__ import annotations
