@@ -10,7 +10,7 @@ from longtail.nets.data import PAD, crop_and_flip
 from longtail.nets.config import TrainConfig
 from longtail.nets.ensemble import EnsembleResult, lr_at, train_ensemble, train_one_by_one
 from longtail.nets.models import build_model
-from tests.nets.digits_split import N_TRAIN, digits_split
+from tests.nets.digits_split import digits_split, subset_masks
 
 # The CPU's kernels, also on a machine with a GPU (tests/nets/test_cuda.py checks the GPU's).
 SMALL = TrainConfig(
@@ -30,14 +30,6 @@ FP64_ATOL = 1e-9
 @pytest.fixture(scope="module")
 def digits():
     return digits_split()
-
-
-def subset_masks(sizes, n=N_TRAIN, seed=1):
-    rng = np.random.default_rng(seed)
-    masks = np.zeros((len(sizes), n), dtype=bool)
-    for row, size in zip(masks, sizes):
-        row[rng.choice(n, size, replace=False)] = True
-    return masks
 
 
 def train(trainer, digits, masks, config, model_ids=None, **kwargs):
