@@ -107,6 +107,13 @@ def test_scores_equal_the_estimators_on_the_stored_arrays(study: Path) -> None:
     reported = data.load("reported_pairs")
     assert reported.attrs["selection"]["selection"] == "controlled"
     assert len(reported) <= len(pairs) and (reported["q_value"] <= 0.1).all()
+    # The controlled rule written out: both cut-offs, and the pair's and its training example's
+    # q-values within the FDR. The smoke study's 24 models leave every q-value at 1, so none of
+    # the pairs past the cut-offs (41 here) is reported and the check above holds vacuously;
+    # this one also fails on a pair reported wrongly or missed.
+    rule = (pairs["infl"] >= 0.15) & (pairs["mem"] >= 0.25) & (pairs["mem_q"] <= 0.1) & (pairs["q_value"] <= 0.1)
+    keys = ["train_index", "test_index"]
+    assert sorted(map(tuple, reported[keys].to_numpy())) == sorted(map(tuple, pairs.loc[rule, keys].to_numpy()))
 
 
 def test_subset_models_learn(study: Path) -> None:

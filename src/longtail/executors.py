@@ -100,9 +100,9 @@ def worker_device(device: str, worker_name: object, n_gpus: int) -> str:
 
 
 def _worker_config(config: TrainConfig) -> TrainConfig:
-    """The worker's device (see ``worker_device``; made the current CUDA device) and its CPU
-    threads: those the driver gave it (a ``LocalCluster`` shares the cores out), else every
-    core the worker process may use."""
+    """The worker's device (see ``worker_device``; made the current CUDA device). Its CPU
+    threads are those the driver gave it (a ``LocalCluster`` shares the cores out), else
+    ``train_ensemble``'s default: every core the worker process may use."""
     import torch  # noqa: PLC0415
     from distributed import get_worker  # noqa: PLC0415
 
@@ -110,7 +110,7 @@ def _worker_config(config: TrainConfig) -> TrainConfig:
     device = worker_device(config.device, get_worker().name, n_gpus)
     if device.startswith("cuda:"):
         torch.cuda.set_device(device)
-    return replace(config, device=device, threads=config.threads or available_cpus())
+    return replace(config, device=device)
 
 
 def _train_shard_on_worker(data: TrainingData, masks: np.ndarray, start: int, config: TrainConfig) -> Shard:

@@ -218,7 +218,6 @@ class ScoringParams(_Block):
     fdr: float = Field(default=0.1, gt=0, lt=1)  # false discovery rate of the controlled selection
 
 
-
 class RemovalParams(_Block):
     thresholds: tuple[float, ...]
     repeats: int = Field(ge=1)
@@ -243,7 +242,6 @@ class ReportingParams(_Block):
     influence_rows: int = Field(ge=1)
     influence_per_row: int = Field(ge=1)
     seed: int = Field(ge=0)
-
 
     @field_validator("grid_levels")
     @classmethod

@@ -33,7 +33,6 @@ PARAM_PREFIX = "param_"
 METRIC_PREFIX = "metric_"
 HISTORY_COLUMN = "epoch_loss"
 RUN_NAME_COLUMN = "run_name"
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 PIPELINES_TAG = "longtail.pipelines"
 # (metric, what it is, format): the numbers the parent run's description leads with
 HEADLINE_METRICS = (

@@ -16,7 +16,7 @@ import torch
 from longtail.nets.config import TrainConfig
 from longtail.nets.ensemble import train_ensemble, train_one_by_one
 from longtail.nets.sizing import GPU_MEMORY_FRACTION, bytes_per_model
-from tests.nets.digits_split import N_TRAIN, digits_split
+from tests.nets.digits_split import digits_split, subset_masks
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
@@ -30,11 +30,7 @@ def digits():
 
 
 def masks(n_models: int, size: int, seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    rows = np.zeros((n_models, N_TRAIN), dtype=bool)
-    for row in rows:
-        row[rng.choice(N_TRAIN, size, replace=False)] = True
-    return rows
+    return subset_masks([size] * n_models, seed=seed)
 
 
 def train(digits, subset_masks, config, trainer=train_ensemble):

@@ -2,9 +2,9 @@
 
 Tolerance policy (as in test_ensemble.py): vmapped and plain kernels round differently, by
 about 1e-7 per step; over the short runs below that stays far under the bounds (measured on
-AMD Zen 4: at most 2.4e-7 in any probability, loss or weight, identical correctness), which
-leave room for other CPUs' kernels (AMX, AVX-512 paths) while a wrong pairing of models,
-masks or statistics moves probabilities by ~0.1 (the negative control).
+AMD Zen 4, 2 threads: at most 3.6e-7 in any probability, loss, weight or running statistic,
+identical correctness), which leave room for other CPUs' kernels (AMX, AVX-512 paths) while a
+wrong pairing of models, masks or statistics moves probabilities by ~0.1 (the negative control).
 """
 
 from __future__ import annotations

@@ -6,9 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from longtail.nets.config import TrainConfig
+from longtail.nets.config import TrainConfig, resolve_precision
 from longtail.params import TrainingParams
-from longtail.nets.config import resolve_precision
 from longtail.study import model_identity, train_config
 
 BASE = TrainConfig(model="cnn", hidden_sizes=(64,), epochs=2, device="cpu", precision="fp32")
