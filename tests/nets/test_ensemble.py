@@ -10,6 +10,7 @@ from longtail.nets.data import PAD, crop_and_flip
 from longtail.nets.config import TrainConfig
 from longtail.nets.ensemble import EnsembleResult, lr_at, train_ensemble, train_one_by_one
 from longtail.nets.models import build_model
+from longtail.nets.sizing import CPU_SHARD_BYTES, bytes_per_model, models_per_shard
 from tests.nets.digits_split import digits_split, subset_masks
 
 # The CPU's kernels, also on a machine with a GPU (tests/nets/test_cuda.py checks the GPU's).
@@ -256,3 +257,13 @@ def test_the_training_split_goes_onto_the_device_once_when_it_is_also_evaluated(
     assert test_images.data_ptr() != data.images.data_ptr()
     mean, std = images.mean((0, 2, 3), keepdims=True), images.std((0, 2, 3), keepdims=True, ddof=1)
     np.testing.assert_allclose(test_images.numpy(), (eval_sets["test"][0] - mean) / std, atol=1e-5)  # same standardisation
+
+
+def test_the_shard_planner_counts_float64_weights_at_eight_bytes():
+    """An fp64 model holds twice the bytes of an fp32 one, so an auto-sized shard holds half
+    as many models (the planner once counted 4 bytes whatever the precision)."""
+    config = TrainConfig(hidden_sizes=(512, 256), device="cpu")
+    fp64 = replace(config, precision="fp64")
+    assert bytes_per_model(fp64, (1, 28, 28), 10) == 2 * bytes_per_model(config, (1, 28, 28), 10)
+    per_shard = models_per_shard(fp64, torch.device("cpu"), (1, 28, 28), 10)
+    assert per_shard * bytes_per_model(fp64, (1, 28, 28), 10) <= CPU_SHARD_BYTES

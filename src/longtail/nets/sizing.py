@@ -29,11 +29,12 @@ def footprint(config: TrainConfig, input_shape: tuple[int, int, int], n_classes:
 
 
 def bytes_per_model(config: TrainConfig, input_shape: tuple[int, int, int], n_classes: int) -> int:
-    """The planner's estimate of one model's training memory in bytes (float32): weights,
-    gradients and momenta, and the activations of a batch (tests/nets/test_cuda.py checks on a
-    GPU that training never needs more than this over ``GPU_MEMORY_FRACTION``)."""
+    """The planner's estimate of one model's training memory in bytes, in the weights' dtype
+    (float32, or float64 in fp64): weights, gradients and momenta, and the activations of a batch
+    (tests/nets/test_cuda.py checks on a GPU that training never needs more than this over
+    ``GPU_MEMORY_FRACTION``)."""
     params, activations = footprint(config, input_shape, n_classes)
-    return 4 * (4 * params + 3 * config.batch_size * activations)
+    return config.dtype.itemsize * (4 * params + 3 * config.batch_size * activations)
 
 
 def models_per_shard(config: TrainConfig, device: torch.device, input_shape: tuple[int, int, int], n_classes: int) -> int:
