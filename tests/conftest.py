@@ -93,7 +93,7 @@ def run_kedro(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def kedro_cli() -> Callable[..., subprocess.CompletedProcess]:
-    """``run_kedro`` for the test modules (which cannot import conftest)."""
+    """``run_kedro`` as a fixture, for tests that take their tools as arguments."""
     return run_kedro
 
 

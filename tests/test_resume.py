@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,8 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from mlflow.tracking import MlflowClient
 
-KEDRO = str(Path(sys.executable).with_name("kedro"))
+from tests.conftest import KEDRO
+
 # Small shards (12 of 2 models), so that a kill lands mid-training.
 SLOW = "training.models_per_shard=2,training.epochs=8"
 STAGES = "ingestion,sampling,training,scoring"

@@ -23,8 +23,9 @@ from longtail.estimate import memorization
 from longtail.figures import rows_table_figure
 from longtail.pipelines.reporting.nodes import most_memorized_rows, strongest_pairs
 
+from tests.conftest import KEDRO
+
 TESTS = Path(__file__).resolve().parent
-KEDRO = str(Path(sys.executable).with_name("kedro"))
 MODEL = "custom_models:two_layer"
 FIGURES = ("memorization_histogram", "memorization_grid", "influence_pairs", "removal_curve")
 
