@@ -117,6 +117,15 @@ def test_convergence_clips_the_counts_and_ends_with_the_agreement(inputs) -> Non
     np.testing.assert_equal(convergence["jaccard_pairs"].to_numpy(), convergence["controlled_jaccard_pairs"].to_numpy())
 
 
+def test_same_class_convergence_refuses_examples_without_a_label(inputs) -> None:
+    """Unknown labels (−1) must not pair with each other as one class: the run stops and names them."""
+    examples = inputs["examples"].copy()
+    examples.loc[examples["split"] == "test", "label"] = -1
+    arrays = [inputs[k] for k in ("subset_masks", "train_correct", "test_correct")]
+    with pytest.raises(ValueError, match=f"0 training and {N_TEST} test examples have none"):
+        measure_convergence(*arrays, examples, SCORING, DIAGNOSTICS)
+
+
 def test_summary_leaves_out_undefined_figures() -> None:
     detection = pd.DataFrame({"score": ["mem"], "roc_auc": [0.8], "average_precision": [np.nan]})
     metrics = summarize_diagnostics(

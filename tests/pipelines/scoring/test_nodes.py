@@ -3,6 +3,8 @@ metrics, and the reporting figure refusing a table selected with other cut-offs.
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,7 +111,7 @@ def test_the_influence_figure_refuses_a_table_selected_with_other_cut_offs(study
 
 
 def test_class_influence_has_the_papers_per_class_layout(study) -> None:
-    arrays = class_influence(study["masks"], study["test_correct"], study["examples"])
+    arrays = class_influence(study["masks"], study["test_correct"], study["examples"], SCORING)
     assert set(arrays) == {f"{name}{c}" for c in (0, 1) for name in ("infl_matrix_class", "tr_classidx_", "tt_classidx_")}
     full = influence_matrix(study["masks"], study["test_correct"])
     for c in (0, 1):
@@ -123,3 +125,23 @@ def test_class_influence_has_the_papers_per_class_layout(study) -> None:
         c = study["labels"]["test"][z]
         column = np.flatnonzero(arrays[f"tt_classidx_{c}"] == z)[0]
         assert arrays[f"infl_matrix_class{c}"][:, column].max() == pytest.approx(value, abs=1e-7)
+
+
+def test_class_influence_keeps_to_the_memory_bound() -> None:
+    """One class of 2,000 × 400 examples: its scan's working memory stays near scoring.max_block_mb."""
+    rng = np.random.default_rng(1)
+    masks, test_correct = rng.random((64, 2000)) < 0.7, rng.random((64, 400)) < 0.5
+    examples = pd.concat([
+        pd.DataFrame({"split": "train", "index": np.arange(2000), "label": 0, "noisy": False}),
+        pd.DataFrame({"split": "test", "index": np.arange(400), "label": 0, "noisy": False}),
+    ])
+    output_mb = 2000 * 400 * 4 / 2**20  # the float32 class matrix itself
+
+    def peak_mb(max_block_mb: float) -> float:
+        tracemalloc.start()
+        class_influence(masks, test_correct, examples, SCORING.model_copy(update={"max_block_mb": max_block_mb}))
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        return peak - output_mb
+
+    assert peak_mb(1) < 4 < peak_mb(256)

@@ -19,7 +19,7 @@ from longtail.params import DiagnosticsParams, ScoringParams, TrainingParams
 from longtail.study import models_table, train_config, training_data
 from longtail.tracking import log_model_runs
 
-from ..scoring.nodes import split_labels
+from ..scoring.nodes import same_class_labels
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def plot_label_noise_detection(
 
 
 def _reporting(scoring: ScoringParams, diagnostics: DiagnosticsParams, examples: pd.DataFrame) -> stats.Reporting:
-    labels = split_labels(examples) if scoring.pairs == "same_class" else None
+    labels = same_class_labels(examples) if scoring.pairs == "same_class" else None
     return stats.Reporting(
         scoring.influence_threshold, scoring.memorization_threshold, scoring.fdr, labels, scoring.max_block_mb,
         diagnostics.replication_share,

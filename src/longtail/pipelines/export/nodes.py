@@ -31,19 +31,22 @@ def published_estimates(memorization_scores: pd.DataFrame, influence_matrix: np.
     return {"memorization": memorization_scores["mem"].to_numpy(np.float64), "influence": influence_matrix}
 
 
-def class_influence(subset_masks: np.ndarray, test_correct: np.ndarray, examples: pd.DataFrame) -> dict[str, np.ndarray]:
+def class_influence(
+    subset_masks: np.ndarray, test_correct: np.ndarray, examples: pd.DataFrame, scoring: ScoringParams
+) -> dict[str, np.ndarray]:
     """Within-class influence in the layout of the paper's ``cifar100_infl_matrix.npz``: for
     each class c, ``infl_matrix_class{c}`` (float32, training × test examples of class c,
     NaN where undefined), indexed by ``tr_classidx_{c}`` and ``tt_classidx_{c}`` (positions in
     the training and test splits). Its size is Σ_c n_train_c · n_test_c, a tenth of the full
     matrix on 10 balanced classes. Examples without a label (−1, published runs that carry
-    none) belong to no class and are left out."""
+    none) belong to no class and are left out. Each class is computed in ``scoring.max_block_mb``
+    blocks."""
     train, test = split_labels(examples)
     arrays: dict[str, np.ndarray] = {}
     known = np.concatenate([train, test])
     for label in np.unique(known[known >= 0]):
         rows, cols = np.flatnonzero(train == label), np.flatnonzero(test == label)
         out = np.empty((rows.size, cols.size), dtype=np.float32)
-        influence_matrix(subset_masks[:, rows], test_correct[:, cols], out=out)
+        influence_matrix(subset_masks[:, rows], test_correct[:, cols], out=out, max_block_mb=scoring.max_block_mb)
         arrays.update({f"infl_matrix_class{label}": out, f"tr_classidx_{label}": rows, f"tt_classidx_{label}": cols})
     return arrays

@@ -22,7 +22,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 class_influence,
-                ["subset_masks", "test_correct", "examples"],
+                ["subset_masks", "test_correct", "examples", "params:scoring"],
                 "class_influence",
                 name="export_class_influence",
             ),

@@ -54,7 +54,7 @@ def score_influence(
     infl ≥ ``scoring.influence_threshold`` plus the ``scoring.top_k`` most influential
     training examples of each test example, with their evidence (``infl_se``, ``infl_lo``,
     ``infl_hi``, ``p_value``, ``q_value``) and the training example's ``mem`` and ``mem_q``."""
-    labels = _same_class_labels(examples) if scoring.pairs == "same_class" else None
+    labels = same_class_labels(examples) if scoring.pairs == "same_class" else None
     pairs = influence(
         subset_masks,
         test_correct,
@@ -78,7 +78,7 @@ def split_labels(examples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return train, test
 
 
-def _same_class_labels(examples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def same_class_labels(examples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(train labels, test labels); every label must be known (published runs without labels
     carry −1) for pairs to be matched by class."""
     labels = split_labels(examples)
