@@ -70,16 +70,24 @@ def test_replication_benchmark_round_trip_through_a_machine_without_the_project(
     # measure read back the same correctness: its reference count is the one computed from it here
     mem = memorization(masks[4:12], correct[4:12])["mem"].to_numpy()
     assert result["reference_memorized"] == int((np.nan_to_num(mem, nan=-1) >= 0.25).sum())
+    sizes = ("--pairs", "2", "--models", "4", "--block", "2", "--trunks", "2", "--branches", "2", "--last", "1")
+    noise = run("noise.py", tmp_path / "n.json", "--trained", str(folder), "--reference", "4", "12", *sizes)
+    assert noise["memorized_examples"] == result["reference_memorized"]
+    assert {"twins", "shared_seeds", "branches"} <= set(noise) and all(noise[k]["seconds"] > 0 for k in ("twins", "branches"))
 
 
-def _variance_benchmark():
-    """benchmarks/variance.py as a module (its functions are the statistics it reports)."""
+def _benchmark(name: str):
+    """benchmarks/<name>.py as a module (its functions are the statistics it reports)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("variance_benchmark", ROOT / "benchmarks" / "variance.py")
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _variance_benchmark():
+    return _benchmark("variance")
 
 
 def test_adjusted_difference_matches_interacted_least_squares() -> None:
@@ -148,3 +156,26 @@ def test_variance_benchmark_neighbours_partners_and_twins_match_brute_force() ->
     rho = benchmark.twin_correlation(masks, correct, twin, examples)
     expected = [np.corrcoef(correct[~masks[:, i], i], twin[~masks[:, i], i])[0, 1] for i in (0, 2)]
     assert rho["examples"] == 2 and rho["median"] == pytest.approx(np.median(expected), rel=1e-12)
+
+
+def test_noise_icc_recovers_a_known_intra_class_correlation() -> None:
+    """Random effects with group variance 1 and noise variance 3 (ICC exactly 0.25), groups of 2 to
+    6 rows of which a fifth are invalid: over 20 columns of 3,000 groups the estimate is within
+    0.02 of 0.25 (the mean's sd is about 0.004). A column without variance, or with every group cut
+    below 2 valid rows, is NaN; identical rows within groups give ICC 1."""
+    icc = _benchmark("noise").icc
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(2, 7, 3000)
+    groups = np.repeat(np.arange(sizes.size), sizes)
+    columns = 20
+    values = rng.normal(size=(sizes.size, columns))[groups] + np.sqrt(3) * rng.normal(size=(groups.size, columns))
+    valid = rng.random(values.shape) < 0.8
+    estimate = icc(values, valid, groups)
+    assert abs(estimate.mean() - 0.25) < 0.02
+    constant = np.ones((groups.size, 1))
+    assert np.isnan(icc(constant, np.ones_like(constant, dtype=bool), groups)[0])
+    singletons = np.zeros((groups.size, 1), dtype=bool)
+    singletons[np.r_[0, np.cumsum(sizes)[:-1]]] = True  # one valid row per group
+    assert np.isnan(icc(values[:, :1], singletons, groups)[0])
+    copies = rng.normal(size=(sizes.size, 1))[groups]
+    assert icc(copies, np.ones_like(copies, dtype=bool), groups)[0] == pytest.approx(1.0)
