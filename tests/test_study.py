@@ -128,6 +128,10 @@ def test_mlflow_holds_one_child_run_per_trained_model(study: Path) -> None:
     assert len(parents) == 1
     parent = parents[0]
     assert parent.data.params["sampling.n_models"] == "24"
+    # each parameter block is logged flattened only, never also as one text param or tag
+    assert parent.data.params["training.lr"] == "0.05" and parent.data.params["scoring.fdr"] == "0.1"
+    blocks = {"dataset", "sampling", "training", "scoring", "removal", "reporting", "diagnostics"}
+    assert not blocks & (set(parent.data.params) | set(parent.data.tags))
     assert "training_metrics.subset_models_test_accuracy_mean" in parent.data.metrics
     assert {"scoring_metrics.pairs_reported", "scoring_metrics.examples_memorized"} <= set(parent.data.metrics)
     sources = pd.Series([c.data.tags["longtail.source"] for c in children]).value_counts().to_dict()

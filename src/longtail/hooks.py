@@ -11,8 +11,10 @@ from typing import Any
 import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset, DataCatalog, DatasetError
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Node, Pipeline
+from kedro_mlflow.framework.hooks import MlflowHook
 from mlflow.tracking import MlflowClient
+from pydantic import BaseModel
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
 from longtail.params import InvalidParameters, StudyParams, validate_parameters
@@ -214,3 +216,16 @@ class MlflowStudyHook:
         if run is not None:
             metrics = MlflowClient().get_run(run.info.run_id).data.metrics
             mlflow.set_tag(MLFLOW_RUN_NOTE, study_summary(metrics))
+
+
+class TypedParamsMlflowHook(MlflowHook):
+    """kedro-mlflow's hook, handed each typed parameter block (``longtail.params``) as the dict
+    it was read from. kedro-mlflow flattens dict parameters (``training.lr``, as ``mlflow.yml``
+    asks) but logs anything else as its text, so without this every run would also carry each
+    block as one long param (``training`` = "executor='local' … lr=0.1 …") beside the
+    flattened ones. Registered in settings.py in place of the plugin's own instance."""
+
+    @hook_impl
+    def before_node_run(self, node: Node, catalog: DataCatalog, inputs: dict[str, Any], is_async: bool) -> None:
+        plain = {name: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for name, v in inputs.items()}
+        super().before_node_run(node, catalog, plain, is_async)

@@ -14,6 +14,7 @@ from longtail.hooks import (
     ParameterValidationHook,
     TrackingAvailabilityHook,
     TrainingProvenanceHook,
+    TypedParamsMlflowHook,
 )
 from longtail.io.versions import UniqueVersionStore
 
@@ -24,9 +25,12 @@ HOOKS = (
     TrainingProvenanceHook(),
     MlflowArtifactsHook(),
     MlflowStudyHook(_PARAMETERS),
+    TypedParamsMlflowHook(),  # last, as the plugin's own hook would be: pluggy calls the latest registered first
 )
 
-DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
+# kedro-mlflow's hook is registered above, as TypedParamsMlflowHook. Kedro matches the
+# distribution's metadata name, which kedro-mlflow's wheel spells with an underscore.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry", "kedro_mlflow", "kedro-mlflow")
 
 # Unique save versions for drivers that share one project (longtail.io.versions).
 SESSION_STORE_CLASS = UniqueVersionStore
