@@ -12,7 +12,6 @@ import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset, DataCatalog, DatasetError
 from kedro.pipeline import Node, Pipeline
-from kedro_mlflow.framework.hooks import MlflowHook
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
@@ -27,6 +26,23 @@ from longtail.tracking import (
     study_run_name,
     study_summary,
 )
+
+
+class _LibraryWarningFilter(logging.Filter):
+    """Drops the captured warning (Kedro logs warnings through ``py.warnings``) that
+    kedro-mlflow's ``KedroPipelineModel``, a pyfunc model this project never logs, causes when
+    it is imported: MLflow asks for type hints on its ``predict``. MLflow raises it under its
+    own ``simplefilter("once")``, which overrides any ``warnings`` filter, so only the log
+    record can be dropped; it is attached here, before this module imports kedro-mlflow."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("mlflow/pyfunc/utils/data_validation.py" in text and "Add type hints to the `predict` method" in text)
+
+
+logging.getLogger("py.warnings").addFilter(_LibraryWarningFilter())
+
+from kedro_mlflow.framework.hooks import MlflowHook  # noqa: E402 - after the filter above
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,5 @@
 """Kedro settings for longtail."""
 
-import logging
 import os
 import warnings
 from pathlib import Path
@@ -46,21 +45,6 @@ warnings.filterwarnings(
     category=UserWarning,
     module=r"kedro\.config\.omegaconf_config|kedro_mlflow\.",
 )
-
-
-class _LibraryWarningFilter(logging.Filter):
-    """Drops the captured warning (Kedro logs warnings through ``py.warnings``) that
-    kedro-mlflow's ``KedroPipelineModel``, a pyfunc model this project never logs, causes when
-    it is imported: MLflow asks for type hints on its ``predict``. MLflow raises it under its
-    own ``simplefilter("once")``, which overrides any ``warnings`` filter, so only the log
-    record can be dropped."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        return not ("mlflow/pyfunc/utils/data_validation.py" in text and "Add type hints to the `predict` method" in text)
-
-
-logging.getLogger("py.warnings").addFilter(_LibraryWarningFilter())
 
 
 def _tracking_uri(database: str = "mlflow.db") -> str:
