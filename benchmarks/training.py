@@ -1,7 +1,7 @@
 """Training throughput: batched ensemble vs one-model-at-a-time loop.
 
     python benchmarks/training.py --preset mnist-mlp --json out.json [--models K] [--loop-models N] [--device cpu]
-        [--precision fp32|bf16|auto]
+        [--precision fp32|tf32|bf16|auto]
     python benchmarks/training.py --preset digits-mlp --json out.json --model custom_models:digits_mlp  # tests/ on PYTHONPATH
 
 Measures, in one process on the same data and configuration: models/s of
@@ -185,7 +185,7 @@ def main() -> None:
     parser.add_argument("--loop-models", type=int, help="models the reference loop trains (default: the preset's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=1, help="time each trainer this often, keep the best")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32")
+    parser.add_argument("--precision", choices=("auto", "fp32", "tf32", "bf16"), default="fp32")
     parser.add_argument(
         "--fp32-baseline", action=argparse.BooleanOptionalAction, default=True,
         help="also time the ensemble in fp32 when --precision is not fp32 (--no-fp32-baseline halves a large run)",

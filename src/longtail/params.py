@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from longtail.errors import UserFacingError
-from longtail.nets.config import TrainConfig
+from longtail.nets.config import TrainConfig, precision_problem
 from longtail.nets.models import check_model
 
 DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder", "table")
@@ -145,7 +145,10 @@ class _TrainingChecks(_Block):
         if self.executor == "dask" and self.scheduler_address:
             return None
         problem = device_problem(self.device)
-        return None if problem is None else f"training.device={self.device!r}: {problem}"
+        if problem is not None:
+            return f"training.device={self.device!r}: {problem}"
+        problem = precision_problem(self.precision, self.device)
+        return None if problem is None else f"training.precision={self.precision!r}: {problem}"
 
 
 def _trainer_settings() -> dict[str, Any]:

@@ -8,7 +8,7 @@ import torch
 from longtail.estimate import memorization
 from longtail.nets.data import PAD, crop_and_flip
 from longtail.nets.config import TrainConfig
-from longtail.nets.ensemble import EnsembleResult, lr_at, train_ensemble, train_one_by_one
+from longtail.nets.ensemble import EnsembleResult, _tf32_matmuls, lr_at, train_ensemble, train_one_by_one
 from longtail.nets.models import build_model
 from longtail.nets.sizing import CPU_SHARD_BYTES, bytes_per_model, models_per_shard
 from tests.nets.digits_split import digits_split, subset_masks
@@ -267,3 +267,25 @@ def test_the_shard_planner_counts_float64_weights_at_eight_bytes():
     assert bytes_per_model(fp64, (1, 28, 28), 10) == 2 * bytes_per_model(config, (1, 28, 28), 10)
     per_shard = models_per_shard(fp64, torch.device("cpu"), (1, 28, 28), 10)
     assert per_shard * bytes_per_model(fp64, (1, 28, 28), 10) <= CPU_SHARD_BYTES
+
+
+def test_tf32_is_refused_off_cuda_before_anything_trains(digits) -> None:
+    images, labels, eval_sets = digits
+    with pytest.raises(ValueError, match=r"precision='tf32': tf32 runs on CUDA devices only, not on 'cpu'; use fp32 or bf16"):
+        train_ensemble(images, labels, np.ones((1, len(labels)), bool), np.arange(1), replace(SMALL, precision="tf32", device="cpu"),
+                       10, eval_sets)
+
+
+def test_tf32_matmuls_hold_only_inside_and_restore_the_process_setting() -> None:
+    """The process-wide cuBLAS setting is tf32 inside, and what it was after, also when the
+    training raises; switched off, the context changes nothing."""
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    with _tf32_matmuls(True):
+        assert matmul.fp32_precision == "tf32"
+    assert matmul.fp32_precision == before
+    with pytest.raises(RuntimeError, match="boom"), _tf32_matmuls(True):
+        raise RuntimeError("boom")
+    assert matmul.fp32_precision == before
+    with _tf32_matmuls(False):
+        assert matmul.fp32_precision == before

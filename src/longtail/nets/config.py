@@ -15,10 +15,12 @@ import torch
 from longtail.nets.models import check_model
 
 SCHEDULES = ("constant", "cosine", "linear")  # learning-rate schedules, per step (linear: to 0)
-#: How a model's numbers are computed: float32 weights and activations; float32 weights under
-#: bf16 autocast (matrix products and convolutions in bfloat16); or float64 throughout (slow:
-#: a reference whose rounding is far below any difference a bug makes, used by the tests).
-PRECISIONS = ("fp32", "bf16", "fp64")
+#: How a model's numbers are computed: float32 weights and activations; the same with the
+#: training's matrix products in TF32 (CUDA only: NVIDIA's tensor-core format, a 10-bit
+#: mantissa); float32 weights under bf16 autocast (matrix products and convolutions in
+#: bfloat16, a 7-bit mantissa); or float64 throughout (slow: a reference whose rounding is far
+#: below any difference a bug makes, used by the tests).
+PRECISIONS = ("fp32", "tf32", "bf16", "fp64")
 
 _BOUNDS = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
 _BOUND_WORDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
@@ -119,8 +121,16 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def precision_problem(precision: str, device: str) -> str | None:
+    """Why ``precision`` cannot train on ``device``; None if it can."""
+    if precision == "tf32" and resolve_device(device).type != "cuda":
+        where = f"{device!r} (CPU here)" if device == "auto" else repr(device)
+        return f"tf32 runs on CUDA devices only, not on {where}; use fp32 or bf16"
+    return None
+
+
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` → bf16 autocast on CUDA, fp32 elsewhere; fp32 and bf16 as given."""
+    """``auto`` → bf16 autocast on CUDA, fp32 elsewhere; any other precision as given."""
     if precision != "auto":
         return precision
     return "bf16" if resolve_device(device).type == "cuda" else "fp32"

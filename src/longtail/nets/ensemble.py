@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from longtail.nets.config import TrainConfig, available_cpus, resolve_device
+from longtail.nets.config import TrainConfig, available_cpus, precision_problem, resolve_device
 from longtail.nets.data import DataStreams, EpochPlan, channel_stats, crop_and_flip, model_seeds
 from longtail.nets.models import build_model, is_builtin
 from longtail.nets.sizing import models_per_shard
@@ -93,6 +93,23 @@ def _autocast(config: TrainConfig, device: torch.device) -> AbstractContextManag
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
 
+@contextmanager
+def _tf32_matmuls(enabled: bool) -> Iterator[None]:
+    """cuBLAS matrix products in TF32 while training with ``precision: tf32`` (cuDNN's float32
+    convolutions use TF32 by PyTorch's default anyway). The setting is the process's: it is
+    restored afterwards, so evaluation and anything else run in full float32. Only PyTorch's
+    current API is used, since reading the legacy ``allow_tf32`` after mixing the two raises."""
+    if not enabled:
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    previous, matmul.fp32_precision = matmul.fp32_precision, "tf32"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision = previous
+
+
 def _memory_format(config: TrainConfig) -> torch.memory_format:
     """NHWC (channels_last) for conv nets: ~1.3x faster training with oneDNN on CPU, and what cuDNN wants under bf16."""
     return torch.contiguous_format if config.model == "mlp" else torch.channels_last
@@ -151,19 +168,21 @@ def _fit(
     net.train()
     for epoch in range(config.epochs):
         plan = streams.next_epoch(data.device)
-        for step, start in enumerate(range(0, n, config.batch_size)):
-            x, y = _batch(data, plan, slice(start, start + config.batch_size), layout)
-            with _autocast(config, data.device):
-                logits = forward(x)
-            losses = F.cross_entropy(
-                logits.to(data.images.dtype).flatten(0, 1), y.flatten(), reduction="none", label_smoothing=config.label_smoothing
-            ).view(k, -1)
-            optimizer.zero_grad(set_to_none=True)
-            (losses.sum() / losses.shape[1]).backward()
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(config, epoch * steps_per_epoch + step, total_steps)
-            optimizer.step()
-            loss_sums[:, epoch] += losses.detach().sum(1)
+        with _tf32_matmuls(config.precision == "tf32"):
+            for step, start in enumerate(range(0, n, config.batch_size)):
+                x, y = _batch(data, plan, slice(start, start + config.batch_size), layout)
+                with _autocast(config, data.device):
+                    logits = forward(x)
+                losses = F.cross_entropy(
+                    logits.to(data.images.dtype).flatten(0, 1), y.flatten(), reduction="none",
+                    label_smoothing=config.label_smoothing,
+                ).view(k, -1)
+                optimizer.zero_grad(set_to_none=True)
+                (losses.sum() / losses.shape[1]).backward()
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(config, epoch * steps_per_epoch + step, total_steps)
+                optimizer.step()
+                loss_sums[:, epoch] += losses.detach().sum(1)
         if on_epoch_end is not None:
             on_epoch_end()
     return (loss_sums / n).cpu().numpy()
@@ -367,6 +386,9 @@ def train_ensemble(
     masks, model_ids = np.asarray(masks, dtype=bool), np.asarray(model_ids, dtype=np.int64)
     _validate(images, labels, masks, model_ids)
     device = resolve_device(config.device)
+    problem = precision_problem(config.precision, config.device)
+    if problem:
+        raise ValueError(f"precision={config.precision!r}: {problem}")
     if device.type == "cpu":
         torch.set_num_threads(config.threads or available_cpus())
     data = _prepare_data(images, labels, eval_sets, n_classes, device, config.dtype)
