@@ -13,8 +13,8 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset, DataCatalog, DatasetError
 from kedro.pipeline import Node, Pipeline
 from mlflow.tracking import MlflowClient
-from pydantic import BaseModel
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
+from pydantic import BaseModel
 
 from longtail.params import InvalidParameters, StudyParams, validate_parameters
 from longtail.study import TRAINING_RESULTS, MismatchedInputs, mismatched_inputs
@@ -198,10 +198,7 @@ class MlflowStudyHook:
     (``tracking.study_run_name``) with the pipelines it ran in the ``longtail.pipelines`` tag,
     after kedro-mlflow's hooks (``trylast``) have set the experiment up and started the run;
     at the end the run's description gets the headline metrics (``tracking.study_summary``).
-
-    The run's parameters are the blocks the pipeline reads, one per key (``training.lr``), as
-    kedro-mlflow logs a dict parameter: it logs the typed blocks the nodes receive as one text
-    each (``training``)."""
+    The run's parameters are kedro-mlflow's to log (``TypedParamsMlflowHook``)."""
 
     def __init__(self, parameters: ParameterValidationHook) -> None:
         self._parameters = parameters
@@ -223,8 +220,6 @@ class MlflowStudyHook:
         pipelines = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
         study = self._parameters.study.model_dump(mode="json")
         mlflow.set_tags({MLFLOW_RUN_NAME: study_run_name(study), PIPELINES_TAG: "+".join(pipelines)})
-        read = sorted(block for block in study if f"params:{block}" in pipeline.inputs())
-        mlflow.log_params({f"{block}.{key}": value for block in read for key, value in study[block].items()})
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow ends the run
     def after_pipeline_run(self) -> None:
@@ -237,9 +232,9 @@ class MlflowStudyHook:
 class TypedParamsMlflowHook(MlflowHook):
     """kedro-mlflow's hook, handed each typed parameter block (``longtail.params``) as the dict
     it was read from. kedro-mlflow flattens dict parameters (``training.lr``, as ``mlflow.yml``
-    asks) but logs anything else as its text, so without this every run would also carry each
-    block as one long param (``training`` = "executor='local' … lr=0.1 …") beside the
-    flattened ones. Registered in settings.py in place of the plugin's own instance."""
+    asks) but logs anything else as its text, so without this every run would carry each block
+    as one long param (``training`` = "executor='local' … lr=0.1 …"). Registered in
+    settings.py in place of the plugin's own instance."""
 
     @hook_impl
     def before_node_run(self, node: Node, catalog: DataCatalog, inputs: dict[str, Any], is_async: bool) -> None:
