@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -39,18 +38,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from replication import REFERENCE, trained_arrays  # noqa: E402
+from training import cpu_model  # noqa: E402
 from variance import fixed_set  # noqa: E402
 
 from longtail.estimate import memorization  # noqa: E402
 from longtail.nets.config import TrainConfig  # noqa: E402
 from longtail.nets.data import DataStreams, model_seeds  # noqa: E402
-from longtail.nets.ensemble import _batch, _init_model, _memory_format, _predict, _prepare_data, lr_at, train_ensemble  # noqa: E402
+from longtail.nets.ensemble import _fit, _init_model, _memory_format, _predict, _prepare_data, sgd, train_ensemble  # noqa: E402
 from longtail.nets.stacking import stack_models  # noqa: E402
 
 FRESH = 10**6  # model ids from here on share no seed with the study's models
@@ -106,25 +105,6 @@ def shared_seeds(inputs: dict, config: TrainConfig, models: int, block: int, exa
     return _summary(icc(correct[:, examples].astype(float), ~masks[:, examples], groups))
 
 
-def _continue(net: torch.nn.Module, optimizer: torch.optim.Optimizer, streams: DataStreams, data, config: TrainConfig,
-              epochs: range) -> None:
-    """``ensemble._fit``'s SGD loop over ``epochs`` of a run of ``config.epochs`` (fp32, no augmentation)."""
-    k, n = streams.subsets.shape
-    steps = math.ceil(n / config.batch_size)
-    layout = _memory_format(config)
-    net.train()
-    for epoch in epochs:
-        plan = streams.next_epoch(data.device)
-        for step, start in enumerate(range(0, n, config.batch_size)):
-            x, y = _batch(data, plan, slice(start, start + config.batch_size), layout)
-            losses = F.cross_entropy(net(x).flatten(0, 1), y.flatten(), reduction="none").view(k, -1)
-            optimizer.zero_grad(set_to_none=True)
-            (losses.sum() / losses.shape[1]).backward()
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(config, epoch * steps + step, config.epochs * steps)
-            optimizer.step()
-
-
 def branches(inputs: dict, config: TrainConfig, trunks: int, copies: int, last: int, examples: np.ndarray) -> dict:
     images, labels = inputs["train_images"], inputs["train_labels"]
     data = _prepare_data(images, labels, {"train": (images, labels)}, int(inputs["n_classes"]), torch.device("cpu"), torch.float32)
@@ -133,19 +113,20 @@ def branches(inputs: dict, config: TrainConfig, trunks: int, copies: int, last: 
 
     def stacked(count: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         net = stack_models([_init_model(config, FRESH + i, data.input_shape, data.n_classes) for i in range(count)])
-        return net, torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return net, sgd(net, config)
 
     trunk, trunk_optimizer = stacked(trunks)
     seeds = [model_seeds(config.seed, FRESH + i)[1] for i in range(trunks)]
-    _continue(trunk, trunk_optimizer, DataStreams(subsets, seeds, False), data, config, range(config.epochs - last))
-    net, optimizer = stacked(trunks * copies)
+    head = range(config.epochs - last)
+    _fit(trunk, trunk, DataStreams(subsets, seeds, False), data, config, optimizer=trunk_optimizer, epochs=head)
+    net, optimizer = stacked(trunks * copies)  # each trunk's weights and momenta, copied into its branches
     with torch.no_grad():
         for source, target in zip(trunk.parameters(), net.parameters()):
             target.copy_(source.repeat_interleave(copies, 0))
             optimizer.state[target]["momentum_buffer"] = trunk_optimizer.state[source]["momentum_buffer"].repeat_interleave(copies, 0)
     seeds = [model_seeds(config.seed, 2 * FRESH + i)[1] for i in range(trunks * copies)]
     streams = DataStreams(np.repeat(subsets, copies, axis=0), seeds, False)
-    _continue(net, optimizer, streams, data, config, range(config.epochs - last, config.epochs))
+    _fit(net, net, streams, data, config, optimizer=optimizer, epochs=range(config.epochs - last, config.epochs))
     net.eval()
     correct = _predict(net, trunks * copies, data.images, data.labels, 2 * config.batch_size, _memory_format(config))[0].numpy()
     member = np.repeat(masks, copies, axis=0)
@@ -171,7 +152,7 @@ def main() -> None:
     arrays = trained_arrays(args.trained)
     models = slice(*args.reference)
     examples = fixed_set(arrays, memorization(arrays["masks"][models], arrays["train_correct"][models]))
-    result: dict = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+    result: dict = {"machine": cpu_model(), "torch": torch.__version__,
                     "memorized_examples": len(examples)}
     for name, measure in (
         ("twins", lambda: twins(inputs, config, args.pairs, examples)),

@@ -140,6 +140,11 @@ def _batch(
     return x, data.labels[idx]
 
 
+def sgd(net: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+    """The trainer's optimizer over ``net``'s parameters."""
+    return torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=True)
+
+
 def _fit(
     net: nn.Module,
     forward: Forward,
@@ -147,26 +152,26 @@ def _fit(
     data: _Data,
     config: TrainConfig,
     on_epoch_end: Callable[[], None] | None = None,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    epochs: range | None = None,
 ) -> np.ndarray:
     """Train K models with SGD on minibatches of their subsets; return the (K, epochs) mean losses.
 
     The summed per-model mean losses give each model exactly the gradient of its own loss.
     ``on_epoch_end`` may evaluate the models; it must leave ``net`` in training mode.
+    ``optimizer`` and ``epochs`` (default: a fresh ``sgd`` and all of ``config.epochs``) let a
+    caller run part of the schedule and continue it later, momenta included
+    (benchmarks/noise.py branches runs this way); the losses of other epochs stay 0.
     """
     k, n = streams.subsets.shape
     steps_per_epoch = math.ceil(n / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
-    optimizer = torch.optim.SGD(
-        net.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        fused=True,
-    )
+    optimizer = optimizer or sgd(net, config)
     layout = _memory_format(config)
     loss_sums = torch.zeros(k, config.epochs, dtype=data.images.dtype, device=data.device)
     net.train()
-    for epoch in range(config.epochs):
+    for epoch in epochs or range(config.epochs):
         plan = streams.next_epoch(data.device)
         with _tf32_matmuls(config.precision == "tf32"):
             for step, start in enumerate(range(0, n, config.batch_size)):
