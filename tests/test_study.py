@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from longtail.estimate import influence, memorization
 from longtail.params import InvalidParameters
+from longtail.pipelines.scoring.nodes import report_pairs
 
 STAGES = ("ingestion", "sampling", "training", "scoring", "diagnostics", "removal", "reporting")
 
@@ -108,12 +109,16 @@ def test_scores_equal_the_estimators_on_the_stored_arrays(study: Path) -> None:
     assert reported.attrs["selection"]["selection"] == "controlled"
     assert len(reported) <= len(pairs) and (reported["q_value"] <= 0.1).all()
     # The controlled rule written out: both cut-offs, and the pair's and its training example's
-    # q-values within the FDR. The smoke study's 24 models leave every q-value at 1, so none of
-    # the pairs past the cut-offs (41 here) is reported and the check above holds vacuously;
-    # this one also fails on a pair reported wrongly or missed.
+    # q-values within the FDR. The smoke study's 24 models leave every q-value at 1, so this
+    # compares two empty lists: it catches a pair reported wrongly, not one missed.
     rule = (pairs["infl"] >= 0.15) & (pairs["mem"] >= 0.25) & (pairs["mem_q"] <= 0.1) & (pairs["q_value"] <= 0.1)
     keys = ["train_index", "test_index"]
     assert sorted(map(tuple, reported[keys].to_numpy())) == sorted(map(tuple, pairs.loc[rule, keys].to_numpy()))
+    # The paper's rule on the same table reports the pairs past both cut-offs (dozens here), none missed.
+    paper = report_pairs(pairs, data.load("params:scoring").model_copy(update={"selection": "paper"}))
+    cut = (pairs["infl"] >= 0.15) & (pairs["mem"] >= 0.25)
+    assert cut.sum() > 0
+    assert sorted(map(tuple, paper[keys].to_numpy())) == sorted(map(tuple, pairs.loc[cut, keys].to_numpy()))
 
 
 def test_subset_models_learn(study: Path) -> None:

@@ -130,7 +130,7 @@ def test_bf16_memorization_estimates_stay_close_to_fp32(digits):
     own standard error with 12 models (``memorization``'s mem_se) is 0.21 on average here."""
     images, labels, _ = digits
     masks = subset_masks([600] * 12)
-    config = TrainConfig(hidden_sizes=(32,), epochs=4, batch_size=64, lr=0.05, schedule="linear")
+    config = TrainConfig(hidden_sizes=(32,), epochs=4, batch_size=64, lr=0.05, schedule="linear", device="cpu")
     mems = [
         memorization(masks, train_ensemble(images, labels, masks, np.arange(12), replace(config, precision=p), 10,
                                            {"train": (images, labels)}).correct["train"])["mem"]
@@ -188,7 +188,7 @@ def test_state_dicts_load_into_plain_models(digits):
 
 
 def test_mlp_ensemble_learns_digits(digits):
-    config = TrainConfig(hidden_sizes=(128,), epochs=8, batch_size=64, lr=0.05, schedule="linear")
+    config = TrainConfig(hidden_sizes=(128,), epochs=8, batch_size=64, lr=0.05, schedule="linear", device="cpu")
     result = train(train_ensemble, digits, subset_masks([840] * 3), config)
     assert result.correct["test"].mean(1).min() > 0.9
     assert (result.epoch_loss[:, -1] < result.epoch_loss[:, 0] / 5).all()

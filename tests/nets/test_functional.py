@@ -26,7 +26,7 @@ from longtail.params import InvalidParameters
 from tests.conftest import checked_block
 
 TESTS = Path(__file__).resolve().parents[1]
-SHORT = TrainConfig(epochs=2, batch_size=32, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine", keep_models=True)
+SHORT = TrainConfig(epochs=2, batch_size=32, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine", keep_models=True, device="cpu")
 MIN_AGREEMENT, MAX_MEAN_DP, ATOL = 0.995, 1e-4, 1e-4
 
 

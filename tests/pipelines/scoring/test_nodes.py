@@ -128,7 +128,8 @@ def test_class_influence_has_the_papers_per_class_layout(study) -> None:
 
 
 def test_class_influence_keeps_to_the_memory_bound() -> None:
-    """One class of 2,000 × 400 examples: its scan's working memory stays near scoring.max_block_mb."""
+    """One class of 2,000 × 400 examples: its scan's working memory stays within about twice
+    scoring.max_block_mb, and grows with it."""
     rng = np.random.default_rng(1)
     masks, test_correct = rng.random((64, 2000)) < 0.7, rng.random((64, 400)) < 0.5
     examples = pd.concat([
@@ -144,4 +145,4 @@ def test_class_influence_keeps_to_the_memory_bound() -> None:
         tracemalloc.stop()
         return peak - output_mb
 
-    assert peak_mb(1) < 4 < peak_mb(256)
+    assert peak_mb(1) < 2 and peak_mb(256) > 8  # measured 1.3 and 16 MB
