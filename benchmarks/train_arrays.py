@@ -1,7 +1,7 @@
 """Train a prepared study's models with the library alone (no Kedro, MLflow or store): for a
 GPU machine that has PyTorch but not the project's stack.
 
-    python benchmarks/replication.py prepare --models 2000 --out DIR     # here: data, masks, config
+    python benchmarks/replication.py prepare --models 2000 --trained DIR  # here: data, masks, config
     PYTHONPATH=src python benchmarks/train_arrays.py DIR [--device cuda]  # there: writes DIR/trained.npz
     python benchmarks/replication.py measure --trained DIR                # here again
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,7 @@ def main() -> None:
     )
     device = torch.cuda.get_device_name() if config.device != "cpu" and torch.cuda.is_available() else "cpu"
     facts = {"models": len(masks), "seconds": seconds, "models_per_s": len(masks) / seconds, "device": device,
-             "precision": config.precision, "torch": torch.__version__,
+             "precision": config.precision, "torch": torch.__version__, "config": asdict(config),
              "train_accuracy_mean": float(result.correct["train"].mean()), "test_accuracy_mean": float(result.correct["test"].mean())}
     (args.folder / "trained.json").write_text(json.dumps(facts, indent=2))
     print(json.dumps(facts, indent=2))

@@ -204,7 +204,7 @@ def main() -> None:
     n_models = args.models or preset.models
     load_before = os.getloadavg()[0]
     vectorized = models_per_second(train_ensemble, preset, config, n_models, args.repeats)
-    fp32 = vectorized
+    fp32, timed_fp32 = vectorized, args.fp32_baseline or config.precision == "fp32"
     if config.precision != "fp32" and args.fp32_baseline:
         fp32 = models_per_second(train_ensemble, preset, replace(config, precision="fp32"), n_models, args.repeats)
     loop = models_per_second(train_one_by_one, preset, config, args.loop_models or preset.loop_models, args.repeats)
@@ -217,8 +217,8 @@ def main() -> None:
         "models": n_models,
         "precision": config.precision,
         "vectorized_models_per_s": vectorized,
-        "fp32_vectorized_models_per_s": fp32 if args.fp32_baseline else None,
-        "precision_speedup": vectorized / fp32 if args.fp32_baseline else None,
+        "fp32_vectorized_models_per_s": fp32 if timed_fp32 else None,
+        "precision_speedup": vectorized / fp32 if timed_fp32 else None,
         "loop_models_per_s": loop,
         "speedup": vectorized / loop,
         "achieved_gflops": vectorized * flops.executed / 1e9,
