@@ -52,6 +52,8 @@ def test_scoring_benchmark_times_the_tails_it_checks_against_scipy(tmp_path: Pat
     assert {"tail_seconds", "scipy_sf_seconds"} <= set(result)
     # the tail drops terms below 1e-17 of its sum; the two agree to ~1e-12 (summation order)
     assert result["max_abs_difference"] < 1e-9
+    far = run("scoring.py", tmp_path / "far.json", "--tails", "2000", "--tail-models", "4000")
+    assert far["models"] == 4000 and far["tails_differing_by_over_1e-9"] == 0  # far lower tails among them
 
 
 def test_replication_benchmark_round_trip_through_a_machine_without_the_project(tmp_path: Path) -> None:

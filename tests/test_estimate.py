@@ -10,7 +10,7 @@ import pytest
 
 from scipy.stats import binomtest, false_discovery_control, fisher_exact, hypergeom
 
-from longtail.estimate import fisher_greater, influence, influence_matrix, memorization, newcombe, q_values
+from longtail.estimate import fisher_greater, influence, influence_matrix, influence_of, memorization, newcombe, q_values
 from longtail.estimate.evidence import hypergeom_upper_tail
 
 N_MODELS, N_TRAIN, N_TEST = 40, 30, 20
@@ -374,10 +374,44 @@ def test_fisher_p_values_match_scipys_exact_test():
     rng = np.random.default_rng(0)
     n_in, n_out = rng.integers(1, 60, 300), rng.integers(1, 30, 300)
     a, c = rng.binomial(n_in, 0.8), rng.binomial(n_out, 0.4)
-    got = fisher_greater(a, n_in, a + c, n_out)
+    got = fisher_greater(in_right=a, n_in=n_in, total_right=a + c, n_out=n_out)
     expected = [fisher_exact([[a_, n - a_], [c_, o - c_]], alternative="greater").pvalue for a_, n, c_, o in zip(a, n_in, c, n_out)]
     np.testing.assert_allclose(got, expected, rtol=1e-9)
-    assert np.isnan(fisher_greater(np.array([1]), np.array([3]), np.array([1]), np.array([0])))[0]
+    assert np.isnan(fisher_greater(in_right=np.array([1]), n_in=np.array([3]), total_right=np.array([1]), n_out=np.array([0])))[0]
+    with pytest.raises(TypeError, match="positional"):
+        fisher_greater(a, n_in, a + c, n_out)  # its third argument is not newcombe's out_right
+
+
+@pytest.mark.parametrize("models", [1250, 2000, 4000])
+def test_p_values_far_below_the_mean_are_about_one_not_zero(models):
+    """At ratio 0.7, in-models right once and out-models all but once: the in-group's count
+    lies far below the hypergeometric mean, where pmf(x) underflows to 0; the tail is ≈ 1
+    (summed upwards from pmf(x), it was 0, and ranked first in Benjamini–Yekutieli)."""
+    n_in = int(0.7 * models)
+    n_out = models - n_in
+    a, c = np.array([1, 0, n_in // 10]), np.array([n_out - 1, n_out, n_out - 1])
+    got = fisher_greater(in_right=a, n_in=np.full(3, n_in), total_right=a + c, n_out=np.full(3, n_out))
+    expected = [fisher_exact([[a_, n_in - a_], [c_, n_out - c_]], alternative="greater").pvalue for a_, c_ in zip(a, c)]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    np.testing.assert_allclose(got, hypergeom.sf(a - 1, models, a + c, n_in), rtol=1e-12)
+    assert got.min() > 0.99
+
+
+def test_influence_of_a_pair_far_below_the_mean_has_p_about_one():
+    """The same table reached through the public estimators: a training example the in-models
+    get right once and the out-models all but once, among 1,250 models (ratio 0.7)."""
+    masks = np.zeros((1250, 2), dtype=bool)
+    masks[:875, 0] = True
+    masks[::2, 1] = True
+    test_correct = np.ones((1250, 1), dtype=bool)
+    test_correct[1:876, 0] = False
+    test_correct[-1, 0] = False
+    pair = influence_of(masks, test_correct, np.array([0]), np.array([0]))
+    every = influence(masks, test_correct, all_pairs=True)
+    expected = fisher_exact([[1, 874], [374, 1]], alternative="greater").pvalue
+    assert pair["p_value"].iloc[0] == pytest.approx(expected, rel=1e-12) and expected > 0.99
+    assert every["p_value"].iloc[0] == pytest.approx(expected, rel=1e-12)
+    assert every["q_value"].iloc[0] >= every["q_value"].iloc[1]  # the false 0 ranked first
 
 
 def test_q_values_count_the_tests_not_given_as_p_equal_one():
@@ -408,7 +442,7 @@ def test_intervals_cover_and_tests_keep_their_level_by_simulation(p_in, p_out, n
     diff = p_in - p_out
     assert np.mean((lo <= diff + 1e-12) & (diff - 1e-12 <= hi)) >= 0.93
     if p_in == p_out:
-        p = fisher_greater(a, np.full(reps, n_in), a + c, np.full(reps, n_out))
+        p = fisher_greater(in_right=a, n_in=np.full(reps, n_in), total_right=a + c, n_out=np.full(reps, n_out))
         assert np.mean(p <= 0.05) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / reps)
 
 

@@ -112,7 +112,7 @@ def contrast(
         if squares is None:
             lo, hi = newcombe(in_sum, n_in, total - in_sum, n_out)
             se = (hi - lo) / (2 * Z_95)
-            p_value = fisher_greater(in_sum, n_in, total, n_out)
+            p_value = fisher_greater(in_right=in_sum, n_in=n_in, total_right=total, n_out=n_out)
         else:
             var_in = _sample_variance(squares[0], in_sum, n_in)
             var_out = _sample_variance(squares[1] - squares[0], total - in_sum, n_out)

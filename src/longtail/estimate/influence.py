@@ -353,7 +353,7 @@ def _p_values(pairs: _Pairs, design: _Design, scores: np.ndarray) -> np.ndarray:
     if scores.dtype != bool:
         return np.full(pairs.train.size, np.nan)
     n_in, n_out = design.n_in[pairs.train], design.n_out[pairs.train]
-    return fisher_greater(pairs.in_sum, n_in, design.total[pairs.test], n_out)
+    return fisher_greater(in_right=pairs.in_sum, n_in=n_in, total_right=design.total[pairs.test], n_out=n_out)
 
 
 def _pair_squares(pairs: _Pairs, masks: np.ndarray, scores: np.ndarray, max_block_mb: float) -> tuple[np.ndarray, np.ndarray]:
