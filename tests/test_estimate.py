@@ -36,7 +36,8 @@ def _contrast(values_in: np.ndarray, values_out: np.ndarray, soft: bool) -> tupl
     if soft:
         var = lambda v: float(np.var(v, ddof=1)) if len(v) > 1 else 0.0  # noqa: E731
         se = math.sqrt(var(values_in) / n_in + var(values_out) / n_out)
-        return diff, se, diff - 1.959963984540054 * se, diff + 1.959963984540054 * se, math.nan, p_in, p_out
+        lo, hi = max(-1.0, diff - 1.959963984540054 * se), min(1.0, diff + 1.959963984540054 * se)
+        return diff, se, lo, hi, math.nan, p_in, p_out
     a, c = values_in.sum(), values_out.sum()
     (l1, u1), (l2, u2) = _wilson(a, n_in), _wilson(c, n_out)
     lo = diff - math.sqrt((p_in - l1) ** 2 + (u2 - p_out) ** 2)  # Newcombe (1998), method 10

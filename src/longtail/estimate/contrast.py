@@ -104,7 +104,7 @@ def contrast(
 
     0/1 counts (``squares`` None): Newcombe interval, ``se`` = its half-width / z, one-sided
     Fisher p-value. Soft scores: ``squares`` = (Σ_in x², Σ x²) give the groups' sample
-    variances; normal interval with Welch's se, no p-value (NaN).
+    variances; normal interval with Welch's se (cut to [−1, 1]), no p-value (NaN).
     """
     p_in, p_out = means(in_sum, total, n_in, n_out)
     diff = p_in - p_out
@@ -117,7 +117,7 @@ def contrast(
             var_in = _sample_variance(squares[0], in_sum, n_in)
             var_out = _sample_variance(squares[1] - squares[0], total - in_sum, n_out)
             se = np.sqrt(var_in / denominator(n_in) + var_out / denominator(n_out))
-            lo, hi = diff - Z_95 * se, diff + Z_95 * se
+            lo, hi = np.clip(diff - Z_95 * se, -1.0, 1.0), np.clip(diff + Z_95 * se, -1.0, 1.0)
             p_value = np.full(np.shape(diff), np.nan)
     undefined = np.isnan(diff)
     for values in (se, lo, hi, p_value):

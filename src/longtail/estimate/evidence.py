@@ -9,8 +9,9 @@ randomized by construction, so given the memberships the two groups are independ
   intervals. Unlike the Wald form it never collapses to a point at p = 0 or 1 (mem = 1 with
   n_out = 3 gets a wide interval, not se 0). ``se`` is its half-width / z.
 * **Interval** (soft scores, probabilities in [0, 1]): the normal interval with the sample
-  variances of the two groups (Welch's standard error). Soft scores get no p-value: no exact
-  test is used for them, and they are not used for selection.
+  variances of the two groups (Welch's standard error), cut to [−1, 1], where every difference
+  of two probabilities lies (with few models it reaches past them). Soft scores get no
+  p-value: no exact test is used for them, and they are not used for selection.
 * **p-value** (H0: p_in ≤ p_out): the one-sided Fisher exact test on the in/out × right/wrong
   table, i.e. the upper tail of the hypergeometric distribution of the in-group's right count
   given the table's margins. It is exact (valid at every sample size) because membership is
@@ -60,7 +61,7 @@ def newcombe(
         diff = p_in - p_out
         lower = diff - np.sqrt((p_in - lo_in) ** 2 + (hi_out - p_out) ** 2)
         upper = diff + np.sqrt((hi_in - p_in) ** 2 + (p_out - lo_out) ** 2)
-    return lower, upper
+    return np.clip(lower, -1.0, 1.0), np.clip(upper, -1.0, 1.0)  # rounding took 1 to 1 + 2e-16
 
 
 def hypergeom_upper_tail(x: np.ndarray, draws: np.ndarray, successes: np.ndarray, population: np.ndarray) -> np.ndarray:
