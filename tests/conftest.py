@@ -22,6 +22,9 @@ KEDRO = str(Path(sys.executable).with_name("kedro"))
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Each project copy logs to its own store, not to a server the developer's shell names (a
+# test that needs the variable sets it; no session leaves it changed, tests/test_tracking.py).
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 def base_parameters() -> dict:
@@ -57,7 +60,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh project copy as the working directory, with its own data folder and store."""
     root = _copy_project(tmp_path / "project")
     monkeypatch.chdir(root)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     yield root
     mlflow.set_tracking_uri(None)
 
@@ -68,14 +70,11 @@ def module_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = _copy_project(tmp_path_factory.mktemp("project"))
     previous = os.getcwd()
     os.chdir(root)
-    uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
         yield root
     finally:
         mlflow.set_tracking_uri(None)
         os.chdir(previous)
-        if uri is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = uri
 
 
 @pytest.fixture

@@ -14,6 +14,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
 from mlflow.tracking import MlflowClient
 
 from longtail.tracking import (
@@ -152,6 +155,40 @@ def test_without_a_server_runs_are_kept_locally_and_uploaded_later(make_project)
     assert children[0].data.metrics == original.data.metrics
     history = server.get_metric_history(children[0].info.run_id, "epoch_loss")
     assert len(history) == 4 and children[0].info.status == "FINISHED"
+
+
+def _context_of(root: Path, **runtime_params: object):
+    bootstrap_project(root)
+    with KedroSession.create(project_path=root, runtime_params=runtime_params) as session:
+        return session.load_context()
+
+
+def test_an_offline_session_leaves_the_next_session_its_own_store(make_project, monkeypatch) -> None:
+    """Two sessions in one process (a notebook) while the server named by MLFLOW_TRACKING_URI
+    does not answer: each keeps its runs in its own project's offline store, and the address
+    is the user's again after each (the first used to leave MLFLOW_TRACKING_URI pointing at its
+    offline file, so every later session, of any project, logged there)."""
+    server = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    offline = {"required": False, "timeout_s": 5}
+    for name in ("first", "second"):
+        root = make_project(name)
+        context = _context_of(root, tracking=offline)
+        assert context.mlflow.server.mlflow_tracking_uri == f"sqlite:///{root / 'mlflow-offline.db'}"
+        assert mlflow.get_tracking_uri() == f"sqlite:///{root / 'mlflow-offline.db'}"
+        assert os.environ["MLFLOW_TRACKING_URI"] == server
+
+
+def test_a_session_that_fails_after_going_offline_restores_the_tracking_address(make_project, monkeypatch) -> None:
+    server = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    root = make_project("refused")
+    config = yaml.safe_load((root / "conf" / "base" / "mlflow.yml").read_text())
+    config["server"]["unknown_option"] = 1  # kedro-mlflow refuses it, after the offline switch
+    (root / "conf" / "local" / "mlflow.yml").write_text(yaml.safe_dump(config))
+    with pytest.raises(Exception, match="unknown_option"):
+        _context_of(root, tracking={"required": False, "timeout_s": 5})
+    assert os.environ["MLFLOW_TRACKING_URI"] == server
 
 
 def test_child_runs_are_named_by_source_and_index_or_by_their_run_name_column(store: str) -> None:

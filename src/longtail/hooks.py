@@ -125,18 +125,38 @@ class TrackingAvailabilityHook:
     """Before anything runs (and before kedro-mlflow sets up its run), checks that the
     tracking server answers. If not: with ``tracking.required`` the run stops, naming the
     URI; without it, MLflow is pointed at a local SQLite store for the whole run, whose runs
-    ``python -m longtail.tracking upload`` copies to the server later."""
+    ``python -m longtail.tracking upload`` copies to the server later.
+
+    The local store reaches kedro-mlflow through ``MLFLOW_TRACKING_URI`` (which ``mlflow.yml``
+    reads), set only while the context's hooks run: kedro-mlflow has then pointed MLflow at it
+    for the session, and the variable is restored, also on error, so that a later session in
+    the same process (a notebook, the tests) reads its own configuration again."""
 
     def __init__(self, parameters: ParameterValidationHook) -> None:
         self._parameters = parameters
 
-    @hook_impl(tryfirst=True)
-    def after_context_created(self, context: Any) -> None:
+    @hook_impl(wrapper=True)
+    def after_context_created(self, context: Any) -> Any:
+        offline = self._offline_store(context)
+        if offline is None:
+            return (yield)
+        previous = os.environ.get("MLFLOW_TRACKING_URI")
+        os.environ["MLFLOW_TRACKING_URI"] = offline
+        try:
+            return (yield)
+        finally:
+            if previous is None:
+                del os.environ["MLFLOW_TRACKING_URI"]
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = previous
+
+    def _offline_store(self, context: Any) -> str | None:
+        """None if the tracking server answers; the local store to use if it need not."""
         params = self._parameters.checked(context).tracking
         uri = context.config_loader["mlflow"]["server"]["mlflow_tracking_uri"]
         problem = server_answers(uri, params.timeout_s)
         if problem is None:
-            return
+            return None
         if params.required:
             raise TrackingUnavailable(
                 f"the MLflow tracking server {uri} does not answer ({problem}). Start it, point "
@@ -145,7 +165,7 @@ class TrackingAvailabilityHook:
             )
         offline = f"sqlite:///{(Path(context.project_path) / params.offline_store).resolve()}"
         logger.warning("MLflow server %s does not answer (%s): keeping runs in %s", uri, problem, offline)
-        os.environ["MLFLOW_TRACKING_URI"] = offline
+        return offline
 
 
 class TrainingProvenanceHook:
