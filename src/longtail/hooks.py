@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 
 class ParameterValidationHook:
-    """Checks every parameter once per run, as soon as its context exists: the merged
+    """Checks every parameter as soon as a run's context exists: the merged
     configuration with any ``--params`` overrides, all blocks and the rules across them, with
     every problem in one message. That is before any hook or node reads a parameter, before
     kedro-mlflow opens a run, and before anything is trained or written. A run that trains
@@ -56,36 +56,34 @@ class ParameterValidationHook:
     hooks, before kedro-mlflow opens its run).
 
     Nodes then receive each block as its typed model (``longtail.params``): Kedro builds it
-    from the node's annotation when it creates the catalog. The other hooks read the checked
-    parameters from here (``checked``)."""
-
-    def __init__(self) -> None:
-        self._checked: tuple[Any, StudyParams] | None = None
+    from the node's annotation when it creates the catalog. One instance serves every session
+    of the process (settings.py), so it keeps no run's parameters: each hook reads its own
+    run's, from its context (``context_parameters``) or its catalog (``run_parameters``)."""
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
-        self.checked(context)
+        context_parameters(context)
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
         """A run that trains needs the training device on this machine (or its Dask cluster)."""
-        problem = self.study.training.device_problem() if "params:training" in pipeline.inputs() else None
+        if "params:training" not in pipeline.inputs():
+            return
+        problem = run_parameters(catalog).training.device_problem()
         if problem:
             raise InvalidParameters([problem])
 
-    def checked(self, context: Any) -> StudyParams:
-        """The parameters of ``context``, checked on the first call for it (whichever hook
-        asks first)."""
-        if self._checked is None or self._checked[0] is not context:
-            self._checked = (context, validate_parameters(context.config_loader["parameters"]))
-        return self._checked[1]
 
-    @property
-    def study(self) -> StudyParams:
-        """The parameters of the latest context."""
-        if self._checked is None:
-            raise RuntimeError("no Kedro context has been created yet")
-        return self._checked[1]
+def context_parameters(context: Any) -> StudyParams:
+    """The parameters of ``context`` (its configuration with the session's overrides), checked."""
+    return validate_parameters(context.config_loader["parameters"])
+
+
+def run_parameters(catalog: DataCatalog) -> StudyParams:
+    """The parameters of the run that ``catalog`` belongs to, checked (they were, with its
+    context: this takes microseconds and reads no other session's; read from the dataset, as
+    ``catalog.load`` would log a line for it)."""
+    return validate_parameters(catalog.get("parameters").load())
 
 
 class MlflowArtifactsHook:
@@ -132,9 +130,6 @@ class TrackingAvailabilityHook:
     for the session, and the variable is restored, also on error, so that a later session in
     the same process (a notebook, the tests) reads its own configuration again."""
 
-    def __init__(self, parameters: ParameterValidationHook) -> None:
-        self._parameters = parameters
-
     @hook_impl(wrapper=True)
     def after_context_created(self, context: Any) -> Any:
         offline = self._offline_store(context)
@@ -152,7 +147,7 @@ class TrackingAvailabilityHook:
 
     def _offline_store(self, context: Any) -> str | None:
         """None if the tracking server answers; the local store to use if it need not."""
-        params = self._parameters.checked(context).tracking
+        params = context_parameters(context).tracking
         uri = context.config_loader["mlflow"]["server"]["mlflow_tracking_uri"]
         problem = server_answers(uri, params.timeout_s)
         if problem is None:
@@ -220,9 +215,6 @@ class MlflowStudyHook:
     at the end the run's description gets the headline metrics (``tracking.study_summary``).
     The run's parameters are kedro-mlflow's to log (``TypedParamsMlflowHook``)."""
 
-    def __init__(self, parameters: ParameterValidationHook) -> None:
-        self._parameters = parameters
-
     @hook_impl(trylast=True)
     def after_context_created(self, context: Any) -> None:
         config = getattr(context, "mlflow", None)
@@ -238,7 +230,7 @@ class MlflowStudyHook:
         if mlflow.active_run() is None:
             return
         pipelines = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
-        study = self._parameters.study.model_dump(mode="json")
+        study = run_parameters(catalog).model_dump(mode="json")
         mlflow.set_tags({MLFLOW_RUN_NAME: study_run_name(study), PIPELINES_TAG: "+".join(pipelines)})
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow ends the run

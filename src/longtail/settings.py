@@ -17,13 +17,14 @@ from longtail.hooks import (
 )
 from longtail.io.versions import UniqueVersionStore
 
-_PARAMETERS = ParameterValidationHook()  # checks the parameters once; the hooks below read them from it
+# One instance of each serves every session of the process (a notebook may open several):
+# none keeps a run's parameters, each reads them from the context or catalog it is given.
 HOOKS = (
-    TrackingAvailabilityHook(_PARAMETERS),
-    _PARAMETERS,
+    TrackingAvailabilityHook(),
+    ParameterValidationHook(),
     TrainingProvenanceHook(),
     MlflowArtifactsHook(),
-    MlflowStudyHook(_PARAMETERS),
+    MlflowStudyHook(),
     TypedParamsMlflowHook(),  # last, as the plugin's own hook would be: pluggy calls the latest registered first
 )
 
