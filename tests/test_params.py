@@ -89,6 +89,25 @@ def test_each_trainer_setting_is_a_parameter_with_its_declared_bounds(parameters
     assert library_only == {"keep_models", "record_epochs", "threads"}
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("device", "gpu"), ("device", "cuda:x"), ("hidden_sizes", (0,)), ("hidden_sizes", ()), ("model", "vgg"),
+        ("epochs", 0), ("epochs", 2.5), ("lr", "fast"), ("schedule", "step"), ("augment", "sometimes"),
+    ],
+)
+def test_trainconfig_refuses_what_the_parameters_refuse_with_the_same_message(parameters: dict, name: str, value: object) -> None:
+    """Library users build TrainConfig directly: it checks each setting itself (before, it took
+    device='gpu' or hidden_sizes=(0,), which `kedro run` refused), in the parameters' words."""
+    bad = copy.deepcopy(parameters)
+    bad["training"][name] = value
+    with pytest.raises(InvalidParameters) as refused:
+        validate_parameters(bad)
+    with pytest.raises(ValueError) as error:
+        TrainConfig(**{name: value})
+    assert refused.value.problems == [f"training.{error.value}"]
+
+
 def test_all_problems_are_reported_at_once(parameters: dict) -> None:
     bad = copy.deepcopy(parameters)
     bad["sampling"]["n_models"] = 0

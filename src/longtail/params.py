@@ -10,7 +10,6 @@ the annotations), so no node parses a dict again.
 
 from __future__ import annotations
 
-import re
 from dataclasses import fields
 from typing import Annotated, Any, Literal, Union, get_args, get_type_hints
 
@@ -29,12 +28,9 @@ from pydantic import (
 )
 
 from longtail.errors import UserFacingError
-from longtail.nets.config import TrainConfig, precision_problem
-from longtail.nets.models import check_model
+from longtail.nets.config import TrainConfig, allowed_values, precision_problem, problem
 
 DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder", "table")
-
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
 class InvalidParameters(UserFacingError, ValueError):
@@ -108,33 +104,14 @@ class SamplingParams(_Block):
         return identity
 
 
-class _TrainingChecks(_Block):
-    """The ``training`` block's own fields (how a run distributes its training) and the checks
-    that go beyond a setting's bounds; :data:`TrainingParams` adds every trainer setting."""
+class _TrainingRun(_Block):
+    """The ``training`` block's own fields: how a run distributes its training.
+    :data:`TrainingParams` adds every trainer setting, with ``TrainConfig``'s own checks."""
 
     executor: Literal["local", "dask"] = "local"
     scheduler_address: str | None = None  # an existing Dask scheduler; None starts a LocalCluster
     workers: int = Field(default=1, ge=1)  # LocalCluster workers (one per GPU on a multi-GPU machine)
     claim_timeout_s: float = Field(default=600.0, ge=10)  # a shard claim whose heartbeat is older is taken over
-
-    @field_validator("hidden_sizes", check_fields=False)
-    @classmethod
-    def _positive_sizes(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
-        if not sizes or any(size < 1 for size in sizes):
-            raise ValueError("must be a non-empty list of positive layer widths")
-        return sizes
-
-    @field_validator("model", check_fields=False)
-    @classmethod
-    def _known_model(cls, model: str) -> str:
-        return check_model(model)
-
-    @field_validator("device", check_fields=False)
-    @classmethod
-    def _known_device(cls, device: str) -> str:
-        if not _DEVICE.match(device):
-            raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
-        return device
 
     def device_problem(self) -> str | None:
         """Why this machine cannot train on ``device``; None when it can, or when the models
@@ -152,21 +129,21 @@ class _TrainingChecks(_Block):
 
 
 def _trainer_settings() -> dict[str, Any]:
-    """A field for each of ``TrainConfig``'s parameter settings, with its type, default, allowed
-    values and bounds as ``longtail.nets.config.setting`` declares them (``auto`` settings also
-    take, and default to, "auto")."""
+    """A field for each of ``TrainConfig``'s parameter settings, with its type, default and
+    allowed values as ``longtail.nets.config.setting`` declares them and ``TrainConfig`` checks
+    them (``allowed_values``); ``auto`` settings also take, and default to, "auto"."""
     types = get_type_hints(TrainConfig)
     settings: dict[str, Any] = {}
     for spec in fields(TrainConfig):
         if not spec.metadata.get("parameter", True):
             continue
         auto, choices = spec.metadata.get("auto", False), spec.metadata.get("choices")
-        if choices:
-            kind = Literal[("auto", *choices) if auto else choices]
+        if choices and auto:
+            kind = Literal[("auto", *choices)]
         elif auto:  # the parameter's "auto" stands for the setting's None
-            kind = _or_auto(_without_none(types[spec.name]), spec.metadata.get("bounds", {}))
+            kind = _or_auto(allowed_values(spec, _without_none(types[spec.name])))
         else:
-            kind = Annotated[types[spec.name], Field(**spec.metadata.get("bounds", {}))]
+            kind = allowed_values(spec, types[spec.name])
         settings[spec.name] = (kind, "auto" if auto else spec.default)
     return settings
 
@@ -175,10 +152,10 @@ def _without_none(kind: Any) -> Any:
     return Union[tuple(part for part in get_args(kind) if part is not type(None))] if get_args(kind) else kind
 
 
-def _or_auto(kind: Any, bounds: dict[str, float]) -> Any:
-    """``kind`` within ``bounds``, or "auto"; one message however a value is wrong (a plain
-    union would report one per member)."""
-    adapter = TypeAdapter(Annotated[kind, Field(**bounds)])
+def _or_auto(kind: Any) -> Any:
+    """``kind``, or "auto"; one message however a value is wrong (a plain union would report
+    one per member)."""
+    adapter = TypeAdapter(kind)
 
     def check(value: Any) -> Any:
         if value == "auto":
@@ -186,14 +163,14 @@ def _or_auto(kind: Any, bounds: dict[str, float]) -> Any:
         try:
             return adapter.validate_python(value)
         except ValidationError as error:
-            raise ValueError(f"{error.errors()[0]['msg']}, or 'auto'") from None
+            raise ValueError(f"{problem(error.errors()[0])}, or 'auto'") from None
 
     return Annotated[kind | Literal["auto"], PlainValidator(check)]
 
 
 #: The ``training`` block: every trainer setting of ``longtail.nets.config.TrainConfig`` (a
 #: new setting there is a new parameter here) and the run's own fields above.
-TrainingParams = create_model("TrainingParams", __base__=_TrainingChecks, __module__=__name__, **_trainer_settings())
+TrainingParams = create_model("TrainingParams", __base__=_TrainingRun, __module__=__name__, **_trainer_settings())
 
 
 def device_problem(device: str) -> str | None:
@@ -319,7 +296,7 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{where}: missing; it must be set in conf/base/parameters_*.yml"
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown parameter (value {error['input']!r}); check its spelling"
-    message = error["msg"].removeprefix("Value error, ")
+    message = problem(error)
     if not where or isinstance(error["input"], dict):  # a check across a block's keys names them itself
         return message
     return f"{where}={error['input']!r}: {message}"

@@ -1,16 +1,21 @@
 """The trainer's settings: :class:`TrainConfig`, the one definition of each training setting:
 its type, default, allowed values and bounds, whether it changes a model's numbers and whether
 users set it as a parameter (all on its field, :func:`setting`), and the device and CPU cores
-it resolves to."""
+it resolves to. pydantic checks each value against its field (:func:`allowed_values`), for
+``TrainConfig`` and for the ``training`` parameters alike, with the same messages."""
 
 from __future__ import annotations
 
-import operator
+import dataclasses
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from functools import cache
+from typing import Annotated, Any, Literal, get_type_hints
 
 import torch
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
 from longtail.nets.models import check_model
 
@@ -22,8 +27,8 @@ SCHEDULES = ("constant", "cosine", "linear")  # learning-rate schedules, per ste
 #: below any difference a bug makes, used by the tests).
 PRECISIONS = ("fp32", "tf32", "bf16", "fp64")
 
-_BOUNDS = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
-_BOUND_WORDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
+_BOUNDS = ("ge", "gt", "le", "lt")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
 def setting(
@@ -33,6 +38,7 @@ def setting(
     parameter: bool = True,
     auto: bool = False,
     choices: tuple[str, ...] | None = None,
+    check: Callable[[Any], Any] | None = None,
     **bounds: float,
 ) -> Any:
     """A :class:`TrainConfig` field with what the project derives from it.
@@ -46,13 +52,26 @@ def setting(
         from these fields; False for the library's own switches.
     auto: the parameter also takes ``auto`` (its default), which ``longtail.study.train_config``
         resolves for the machine.
-    choices, bounds (``ge``, ``gt``, ``le``, ``lt``): its allowed values, checked here and by
-        the parameters alike.
+    choices, bounds (``ge``, ``gt``, ``le``, ``lt``), check (returns the value, or raises
+        ``ValueError`` saying what is allowed): its allowed values, checked by ``TrainConfig``
+        and by the parameters alike (:func:`allowed_values`).
     """
     if set(bounds) - set(_BOUNDS):
-        raise TypeError(f"unknown bounds {sorted(set(bounds) - set(_BOUNDS))}; allowed: {sorted(_BOUNDS)}")
-    metadata = {"identity": identity, "parameter": parameter, "auto": auto, "choices": choices, "bounds": bounds}
+        raise TypeError(f"unknown bounds {sorted(set(bounds) - set(_BOUNDS))}; allowed: {list(_BOUNDS)}")
+    metadata = {"identity": identity, "parameter": parameter, "auto": auto, "choices": choices, "bounds": bounds, "check": check}
     return field(default=default, metadata=metadata)
+
+
+def _positive_widths(sizes: tuple[int, ...]) -> tuple[int, ...]:
+    if not sizes or any(size < 1 for size in sizes):
+        raise ValueError("must be a non-empty list of positive layer widths")
+    return sizes
+
+
+def _device_name(device: str) -> str:
+    if not _DEVICE.match(device):
+        raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    return device
 
 
 @dataclass(frozen=True)
@@ -60,8 +79,9 @@ class TrainConfig:
     """Every trainer setting, the one definition of each: the ``training`` parameters
     (``longtail.params.TrainingParams``) and the store's experiment identity derive from it."""
 
-    model: str = "mlp"  # one of ARCHITECTURES, or a factory's import path 'package.module:factory' (docs/models.md)
-    hidden_sizes: tuple[int, ...] = (512, 256)  # mlp only: its hidden layers' widths
+    # one of ARCHITECTURES, or a factory's import path 'package.module:factory' (docs/models.md)
+    model: str = setting("mlp", check=check_model)
+    hidden_sizes: tuple[int, ...] = setting((512, 256), check=_positive_widths)  # mlp only: its hidden layers' widths
     epochs: int = setting(10, ge=1)
     batch_size: int = setting(128, ge=1)
     lr: float = setting(0.1, gt=0)
@@ -70,7 +90,8 @@ class TrainConfig:
     label_smoothing: float = setting(0.0, ge=0, lt=1, identity="when_set")  # of the training loss's targets (0: none)
     schedule: str = setting("constant", choices=SCHEDULES)  # per step, the same for all models
     seed: int = setting(0, ge=0)  # with a model's index, its initialisation and data order
-    device: str = setting("auto", identity=False)  # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1", "mps"
+    # "auto" = cuda if available else cpu; or "cpu", "cuda", "cuda:1", "mps"
+    device: str = setting("auto", identity=False, check=_device_name)
     # training only; evaluation runs in fp32 (fp64 for fp64). auto: bf16 autocast on CUDA, else fp32
     precision: str = setting("fp32", auto=True, choices=PRECISIONS)
     # None (the parameter's auto) = from device memory (CUDA) or CPU_SHARD_BYTES (nets.sizing)
@@ -84,11 +105,14 @@ class TrainConfig:
     threads: int | None = setting(None, identity=False, parameter=False, ge=1)
 
     def __post_init__(self) -> None:
-        check_model(self.model)
-        for spec in fields(self):
-            problem = _setting_problem(spec.metadata, getattr(self, spec.name))
-            if problem:
-                raise ValueError(f"{spec.name}={getattr(self, spec.name)!r}: {problem}")
+        """Each value checked against its field, and converted as the parameters convert it (a
+        list of widths becomes a tuple): ``ValueError`` naming the first wrong one."""
+        for name, adapter in _adapters().items():
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, adapter.validate_python(value))
+            except ValidationError as error:
+                raise ValueError(f"{name}={value!r}: {problem(error.errors(include_url=False)[0])}") from None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -96,15 +120,24 @@ class TrainConfig:
         return torch.float64 if self.precision == "fp64" else torch.float32
 
 
-def _setting_problem(metadata: Any, value: Any) -> str | None:
-    """What is wrong with ``value`` for a setting with this field ``metadata``; None if nothing."""
-    choices, bounds = metadata.get("choices"), metadata.get("bounds") or {}
-    if choices is not None and value not in choices:
-        return f"expected one of {', '.join(choices)}"
-    broken = [
-        f"{_BOUND_WORDS[op]} {limit}" for op, limit in bounds.items() if value is not None and not _BOUNDS[op](value, limit)
-    ]
-    return f"must be {' and '.join(broken)}" if broken else None
+def allowed_values(spec: dataclasses.Field, kind: Any) -> Any:
+    """``kind`` narrowed to what the setting ``spec`` allows, its choices, bounds and check, as
+    a type that pydantic checks (``TrainConfig``'s own fields, and ``TrainingParams``')."""
+    choices, bounds, check = (spec.metadata.get(key) for key in ("choices", "bounds", "check"))
+    constraints = ([Field(**bounds)] if bounds else []) + ([AfterValidator(check)] if check else [])
+    kind = Literal[choices] if choices else kind
+    return Annotated[(kind, *constraints)] if constraints else kind
+
+
+@cache
+def _adapters() -> dict[str, TypeAdapter]:
+    types = get_type_hints(TrainConfig)
+    return {spec.name: TypeAdapter(allowed_values(spec, types[spec.name])) for spec in fields(TrainConfig)}
+
+
+def problem(error: Any) -> str:
+    """What one of pydantic's errors says is wrong, without its "Value error, " prefix."""
+    return error["msg"].removeprefix("Value error, ")
 
 
 def resolve_device(name: str) -> torch.device:
