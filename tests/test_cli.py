@@ -37,6 +37,43 @@ def test_a_user_mistake_gives_one_message_and_no_trace(
     assert written_files(root) == []
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--pipelines", "scorng"],
+            "Error: unknown pipeline 'scorng' (did you mean 'scoring'?); the pipelines: __default__, diagnostics, "
+            "export, ingestion, removal, reporting, rescoring, sampling, scoring, training",
+        ),
+        (
+            ["--env", "smok"],
+            "Error: unknown environment 'smok' (did you mean 'smoke'?); the environments under conf/: base, "
+            "cifar10, cifar100, fashion_mnist, local, mnist, smoke",
+        ),
+    ],
+)
+def test_a_mistyped_pipeline_or_environment_gives_one_line_naming_what_exists(
+    make_project: Callable[[str], Path], kedro_cli: Callable[..., subprocess.CompletedProcess], args: list[str], expected: str
+) -> None:
+    """Before: a 118-line traceback ending in an ImportError of 'longtail.pipelines.scorng', or
+    one ending in MissingConfigException."""
+    root = make_project("typo")
+    result = kedro_cli(root, "run", *args)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == expected
+    assert "Traceback" not in result.stdout + result.stderr and "╭" not in result.stderr
+    assert written_files(root) == []
+
+
+def test_the_pipelines_named_are_those_the_registry_registers() -> None:
+    from kedro.framework.project import configure_project  # noqa: PLC0415
+
+    from longtail.pipeline_registry import pipeline_names, register_pipelines  # noqa: PLC0415
+
+    configure_project("longtail")
+    assert pipeline_names() == ["__default__", *sorted(set(register_pipelines()) - {"__default__"})]
+
+
 # What a run printed before the project silenced or fixed them (issue 12): third-party warnings
 # about the libraries' own code, Kedro replacing catalog entries, and the telemetry notice.
 NOISE = (

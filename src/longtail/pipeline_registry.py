@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
@@ -16,3 +18,11 @@ def register_pipelines() -> dict[str, Pipeline]:
     if all(name in pipelines for name in STAGES):
         pipelines["__default__"] = sum((pipelines[name] for name in STAGES), Pipeline([]))
     return pipelines
+
+
+def pipeline_names() -> list[str]:
+    """The names ``kedro run --pipelines`` takes: each folder that ``find_pipelines`` looks in
+    (``longtail/pipelines/<name>``), and ``__default__``; found without importing them."""
+    folders = (Path(__file__).parent / "pipelines").iterdir()
+    found = [folder.name for folder in folders if folder.is_dir() and not folder.name.startswith((".", "__"))]
+    return ["__default__", *sorted(found)]
