@@ -10,6 +10,8 @@ wrong pairing of models, masks or statistics moves probabilities by ~0.1 (the ne
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,9 +62,22 @@ def masks_for(n_models: int, n: int, seed: int = 1) -> np.ndarray:
     return masks
 
 
-def train(trainer, data, masks, config) -> EnsembleResult:
+def train(trainer, data, masks, config, model_ids=None) -> EnsembleResult:
     images, labels, eval_sets = data
-    return trainer(images, labels, masks, np.arange(len(masks)), config, int(labels.max()) + 1, eval_sets)
+    model_ids = np.arange(len(masks)) if model_ids is None else model_ids
+    return trainer(images, labels, masks, model_ids, config, int(labels.max()) + 1, eval_sets)
+
+
+@contextmanager
+def vmap_runs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Asserts that the training inside ran vmapped, not silently one model at a time: whether
+    a module can be vmapped is probed once per process and its fallback logged only then, so
+    the probe is made afresh here, and it must say yes (no fallback line)."""
+    _vmappable.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="longtail.nets.functional"):
+        yield
+    assert _vmappable.cache_info().currsize == 1  # the training probed its module here
+    assert "cannot be vmapped" not in caplog.text
 
 
 def differences(a: EnsembleResult, b: EnsembleResult) -> tuple[float, float]:
@@ -86,9 +101,8 @@ def test_the_vmapped_ensemble_matches_one_by_one_training(model, dataset, reques
     data = request.getfixturevalue(dataset)
     masks, config = masks_for(4, len(data[1])), replace(SHORT, model=model)
     assert _shard_trainer(config) is train_vmapped
-    with caplog.at_level(logging.WARNING, logger="longtail.nets.functional"):
+    with vmap_runs(caplog):
         vmapped = train(train_ensemble, data, masks, config)
-    assert "cannot be vmapped" not in caplog.text
     one_by_one = train(train_one_by_one, data, masks, config)
     assert_same_models(vmapped, one_by_one)
     assert vmapped.true_prob["test"].mean() > 0.5  # the models learn
@@ -99,20 +113,22 @@ def test_the_vmapped_ensemble_matches_one_by_one_training(model, dataset, reques
         assert not torch.allclose(vmapped.state_dicts[0][name], vmapped.state_dicts[1][name])
 
 
-def test_swapping_two_models_masks_is_caught(digits) -> None:
+def test_swapping_two_models_masks_is_caught(digits, caplog) -> None:
     """Negative control: the comparison above fails when two models train on each other's subsets."""
     masks, config = masks_for(4, 1000), replace(SHORT, model="custom_models:two_layer", keep_models=False)
     one_by_one = train(train_one_by_one, digits, masks, config)
-    swapped = train(train_ensemble, digits, masks[[1, 0, 2, 3]], config)
+    with vmap_runs(caplog):
+        swapped = train(train_ensemble, digits, masks[[1, 0, 2, 3]], config)
     assert differences(swapped, one_by_one)[1] > 10 * MAX_MEAN_DP
     per_model = np.abs(swapped.true_prob["test"] - one_by_one.true_prob["test"]).mean(axis=1)
     assert per_model[:2].min() > 100 * MAX_MEAN_DP and per_model[2:].max() <= MAX_MEAN_DP  # only the swapped pair moves
 
 
-def test_a_model_depends_only_on_seed_and_model_id(wine) -> None:
+def test_a_model_depends_only_on_seed_and_model_id(wine, caplog) -> None:
     masks, config = masks_for(4, 140), replace(SHORT, model="custom_models:batch_norm", models_per_shard=4)
-    together = train(train_ensemble, wine, masks, config)
-    in_pairs = train(train_ensemble, wine, masks, replace(config, models_per_shard=2))
+    with vmap_runs(caplog):
+        together = train(train_ensemble, wine, masks, config)
+        in_pairs = train(train_ensemble, wine, masks, replace(config, models_per_shard=2))
     assert_same_models(together, in_pairs)
 
 
@@ -123,8 +139,12 @@ def test_a_module_vmap_cannot_run_trains_one_by_one_with_one_log_line(digits, ca
         fallback = train(train_ensemble, digits, masks, config)
     lines = [r.getMessage() for r in caplog.records if "cannot be vmapped" in r.getMessage()]
     assert len(lines) == 1 and "custom_models:sign_gate" in lines[0] and "data-dependent control flow" in lines[0]
-    reference = train(train_one_by_one, digits, masks, config)
-    np.testing.assert_array_equal(fallback.true_prob["test"], reference.true_prob["test"])  # the same loop, bit for bit
+    # the models of the ids and subsets given, whatever their shard and place in it (the same
+    # loop, bit for bit; comparing with train_one_by_one would compare that loop with itself)
+    reversed_in_one_shard = train(train_ensemble, digits, masks[::-1], replace(config, models_per_shard=4), np.arange(4)[::-1])
+    np.testing.assert_array_equal(fallback.true_prob["test"], reversed_in_one_shard.true_prob["test"][::-1])
+    assert np.abs(fallback.true_prob["test"][0] - fallback.true_prob["test"][1]).mean() > 10 * MAX_MEAN_DP  # distinct models
+    assert fallback.true_prob["test"].mean() > 0.5  # that learn
 
 
 def test_the_signature_tells_custom_modules_apart() -> None:
