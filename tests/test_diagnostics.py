@@ -256,3 +256,17 @@ def test_a_proxy_that_mirrors_mem_agrees_fully() -> None:
     assert mirrored["roc_auc_memorized"] == 1.0 and mirrored["precision_at_n_memorized"] == 1.0
     assert mirrored["n_memorized"] == 3
     assert inverted["spearman_mem"] == pytest.approx(-1)  # high probability is read as "not memorized"
+
+
+def test_subset_fit_is_each_models_accuracy_on_its_own_subset_and_the_flipped_examples_p_in() -> None:
+    rng = np.random.default_rng(0)
+    masks, correct = rng.random((12, 30)) < 0.7, rng.random((12, 30)) < 0.8
+    masks[:, 3] = False  # an example no model trained on
+    noisy = np.zeros(30, dtype=bool)
+    noisy[[1, 3, 7]] = True
+    fit = stats.subset_fit(masks, correct, noisy)
+    per_model = [correct[t][masks[t]].mean() for t in range(12)]
+    assert fit["mean_subset_accuracy"] == pytest.approx(np.mean(per_model))
+    assert fit["worst_model_subset_accuracy"] == pytest.approx(min(per_model))
+    assert fit["noisy_subset_accuracy"] == pytest.approx(np.mean([correct[masks[:, j], j].mean() for j in (1, 7)]))
+    assert np.isnan(stats.subset_fit(masks, correct)["noisy_subset_accuracy"])

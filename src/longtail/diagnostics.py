@@ -8,6 +8,8 @@ proxy would do. Kedro-free: numpy arrays and DataFrames in, numbers and DataFram
   selections (``controlled`` and ``paper``): Spearman correlation of mem, Jaccard overlap of
   the lists, and how many of half A's reported items replicate in half B.
 * **Convergence**: the standard error and the agreement as a function of the number of models.
+* **Fit**: how much of their own training examples the subset models fit (memorization
+  that training never reached cannot be measured).
 * **Learning-speed proxies** (Jiang et al. 2021, "Characterizing Structural Regularities of
   Labeled Data in Overparameterized Models"): how early and how surely full-data models fit
   each training example, from a few training runs instead of hundreds.
@@ -47,6 +49,7 @@ __all__ = [
     "detection_table",
     "precision_recall_table",
     "proxy_agreement",
+    "subset_fit",
     "SUSPICIOUS_WHEN",
     "DETECTION_COLUMNS",
     "PROXY_AGREEMENT_COLUMNS",
@@ -400,3 +403,27 @@ def proxy_agreement(scores: pd.DataFrame, proxies: pd.DataFrame, memorization_th
             }
         )
     return pd.DataFrame(rows, columns=PROXY_AGREEMENT_COLUMNS)
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def subset_fit(masks: np.ndarray, train_correct: np.ndarray, noisy: np.ndarray | None = None) -> dict[str, float]:
+    """How well the models fit their own training examples (masks: which they trained on).
+
+    ``mean_subset_accuracy`` and ``worst_model_subset_accuracy``: the mean and the smallest,
+    over models, of a model's accuracy on its own subset (the ``subset_accuracy`` of its
+    MLflow run). ``noisy_subset_accuracy``: over the ``noisy`` (flipped) examples, the mean
+    accuracy of the models that trained on them, i.e. their mean ``p_in`` (NaN without any):
+    memorizing a flipped label is fitting it, so this is the ceiling of their ``mem``.
+    """
+    fitted = masks & train_correct
+    per_model = np.count_nonzero(fitted, axis=1) / np.maximum(np.count_nonzero(masks, axis=1), 1)
+    in_models = np.count_nonzero(masks, axis=0)
+    flipped = np.zeros(masks.shape[1], dtype=bool) if noisy is None else noisy & (in_models > 0)
+    p_in = np.count_nonzero(fitted[:, flipped], axis=0) / in_models[flipped]
+    return {
+        "mean_subset_accuracy": float(per_model.mean()),
+        "worst_model_subset_accuracy": float(per_model.min()),
+        "noisy_subset_accuracy": float(p_in.mean()) if p_in.size else math.nan,
+    }

@@ -112,6 +112,8 @@ class _TrainingRun(_Block):
     scheduler_address: str | None = None  # an existing Dask scheduler; None starts a LocalCluster
     workers: int = Field(default=1, ge=1)  # LocalCluster workers (one per GPU on a multi-GPU machine)
     claim_timeout_s: float = Field(default=600.0, ge=10)  # a shard claim whose heartbeat is older is taken over
+    # warn when the subset models fit less of their own training examples, on average
+    min_subset_fit: float = Field(default=0.99, ge=0, le=1)
 
     def device_problem(self) -> str | None:
         """Why this machine cannot train on ``device``; None when it can, or when the models

@@ -16,7 +16,7 @@ from longtail.diagnostics import DETECTION_COLUMNS, PROXY_AGREEMENT_COLUMNS
 from tests.test_study import catalog, mlflow_runs, study  # noqa: F401 (study: the module's smoke study)
 
 NOTEBOOK = Path(__file__).resolve().parents[3] / "notebooks" / "explore_memorization.ipynb"
-TABLES = ("proxy_scores", "label_noise_detection", "agreement", "convergence", "proxy_agreement")
+TABLES = ("proxy_scores", "label_noise_detection", "agreement", "convergence", "proxy_agreement", "subset_fit")
 FIGURES = ("label_noise_detection", "convergence")
 
 
@@ -44,6 +44,9 @@ def test_diagnostics_tables_have_their_columns(study: Path) -> None:
     assert agreement[["n_models", "models_per_half"]].iloc[0].tolist() == [24, 12]
     assert list(data.load("proxy_agreement").columns) == PROXY_AGREEMENT_COLUMNS
     assert len(data.load("proxy_model_runs")) == 2
+    fit = data.load("subset_fit")  # 4 epochs of digits fit most of each subset, not all (the smoke bound is 0.85)
+    assert fit[["n_models", "min_subset_fit", "fits"]].iloc[0].tolist() == [24, 0.85, True]
+    assert 0.85 <= fit["mean_subset_accuracy"].iloc[0] < 1 and fit["noisy_subset_accuracy"].iloc[0] < fit["mean_subset_accuracy"].iloc[0]
 
 
 def test_the_parent_mlflow_run_holds_the_diagnostics(study: Path) -> None:
@@ -54,7 +57,8 @@ def test_the_parent_mlflow_run_holds_the_diagnostics(study: Path) -> None:
     assert {f"diagnostics/{name}.parquet" for name in TABLES} <= logged
     assert {f"diagnostics/{name}.png" for name in FIGURES} <= logged
     metrics = parent.data.metrics
-    assert {"diagnostics_metrics.label_noise_roc_auc_mem", "diagnostics_metrics.halves_spearman_mem"} <= set(metrics)
+    assert {"diagnostics_metrics.label_noise_roc_auc_mem", "diagnostics_metrics.halves_spearman_mem", "diagnostics_metrics.subset_fit_mean_accuracy"} <= set(metrics)
+    assert metrics["training_metrics.subset_models_subset_accuracy_mean"] == metrics["diagnostics_metrics.subset_fit_mean_accuracy"]
     assert sum(c.data.tags["longtail.source"] == "proxy" for c in children) == 2
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +19,7 @@ from longtail.pipelines.diagnostics.nodes import (
     detect_label_noise,
     measure_agreement,
     measure_convergence,
+    measure_subset_fit,
     plot_label_noise_detection,
     summarize_diagnostics,
     train_proxy_models,
@@ -126,6 +129,28 @@ def test_same_class_convergence_refuses_examples_without_a_label(inputs) -> None
         measure_convergence(*arrays, examples, SCORING, DIAGNOSTICS)
 
 
+@pytest.mark.parametrize("fits", [True, False])
+def test_subset_fit_reports_how_much_of_their_own_examples_the_models_fit(inputs, caplog, fits: bool) -> None:
+    masks, noisy = inputs["subset_masks"], inputs["examples"]["noisy"].to_numpy()[:N_TRAIN]
+    keep = np.random.default_rng(1).random(masks.shape) < (1.0 if fits else 0.5)
+    correct = (inputs["train_correct"] | masks) & keep  # every in-model right, or about half of them
+    with caplog.at_level(logging.INFO, logger="longtail.pipelines.diagnostics.nodes"):
+        table = measure_subset_fit(masks, correct, inputs["examples"], TRAINING)
+    per_model = [correct[t][masks[t]].mean() for t in range(N_MODELS)]
+    assert table.to_dict("records") == [{
+        "n_models": N_MODELS,
+        "mean_subset_accuracy": pytest.approx(np.mean(per_model)),
+        "worst_model_subset_accuracy": pytest.approx(min(per_model)),
+        "noisy_subset_accuracy": pytest.approx(np.mean([correct[masks[:, j], j].mean() for j in np.flatnonzero(noisy)])),
+        "min_subset_fit": 0.99,
+        "fits": fits,
+        "steps_per_model": 3 * 6,  # 3 epochs of 6 batches of 32 (168 examples)
+    }]
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == (0 if fits else 1)
+    assert ("raise training.epochs" in warned[0].getMessage()) if warned else "fit 100.0% of their own" in caplog.text
+
+
 def test_summary_leaves_out_undefined_figures() -> None:
     detection = pd.DataFrame({"score": ["mem"], "roc_auc": [0.8], "average_precision": [np.nan]})
     metrics = summarize_diagnostics(
@@ -133,8 +158,10 @@ def test_summary_leaves_out_undefined_figures() -> None:
         pd.DataFrame({"spearman_mem": [0.5], "jaccard_pairs": [np.nan], "paper_pairs_replicated": [0.75]}),
         pd.DataFrame({"models_for_target_se": [300.0]}),
         pd.DataFrame({"proxy": ["mean_true_prob"], "spearman_mem": [0.4]}),
+        pd.DataFrame({"mean_subset_accuracy": [0.875], "noisy_subset_accuracy": [np.nan]}),
     )
     assert metrics == {
+        "subset_fit_mean_accuracy": {"value": 0.875, "step": 0},
         "halves_spearman_mem": {"value": 0.5, "step": 0},
         "halves_paper_pairs_replicated": {"value": 0.75, "step": 0},
         "models_for_target_se": {"value": 300.0, "step": 0},
@@ -168,5 +195,5 @@ def test_pipeline_runs_on_an_in_memory_catalog(inputs, memorization_scores) -> N
     outputs = SequentialRunner().run(create_pipeline(), DataCatalog(datasets))
     assert set(outputs) == {"proxy_model_runs", "label_noise_detection_figure", "convergence_figure", "diagnostics_metrics"}
     metrics = outputs["diagnostics_metrics"].load()  # fed by every table of the pipeline
-    assert {"label_noise_roc_auc_mem", "halves_spearman_mem", "proxy_spearman_mem_mean_true_prob"} <= set(metrics)
+    assert {"label_noise_roc_auc_mem", "halves_spearman_mem", "proxy_spearman_mem_mean_true_prob", "subset_fit_mean_accuracy"} <= set(metrics)
     assert len(outputs["proxy_model_runs"].load()) == 2

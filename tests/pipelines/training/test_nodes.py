@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,24 @@ def test_outputs_cover_every_model_and_land_in_the_store(splits: tuple[np.ndarra
     assert mismatched_inputs(arrays, provenance) == []
     assert mismatched_inputs({**arrays, "subset_masks": masks[::-1]}, provenance) == ["subset_masks"]
     assert (tmp_path / provenance["experiment"]).is_dir()
+
+
+@pytest.mark.parametrize(("epochs", "fits"), [(1, False), (40, True)])
+def test_subset_models_that_do_not_fit_their_own_examples_are_reported_with_what_to_change(
+    splits: tuple[np.ndarray, ...], tmp_path: Path, caplog: pytest.LogCaptureFixture, epochs: int, fits: bool
+) -> None:
+    """1 epoch on 70-example subsets is 3 optimizer steps: the models fit a fraction of their own
+    examples, and one warning says so, with the figure and what to change; 40 epochs fit them all."""
+    training = TrainingParams.model_validate({**TRAINING.model_dump(), "epochs": epochs, "hidden_sizes": [32], "lr": 0.1})
+    masks = np.stack([np.random.default_rng(t).permutation(100) < 70 for t in range(4)])
+    with caplog.at_level(logging.WARNING, logger="longtail.pipelines.training.nodes"):
+        train_correct, *_, summary, _ = train_subset_models(*splits, masks, tmp_path, training, SAMPLING)
+    fit = summary["subset_models_subset_accuracy_mean"]["value"]
+    assert fit == pytest.approx(np.mean([train_correct[t][masks[t]].mean() for t in range(4)]))
+    warnings = [r.getMessage() for r in caplog.records if "their own training examples" in r.getMessage()]
+    if fits:
+        assert fit == 1.0 and warnings == []
+    else:
+        assert fit < 0.5 and len(warnings) == 1
+        assert f"fit only {fit:.1%}" in warnings[0] and "training.min_subset_fit=0.99" in warnings[0]
+        assert "3 optimizer steps (1 epochs of 3 batches of 32)" in warnings[0] and "raise training.epochs" in warnings[0]

@@ -20,6 +20,7 @@ from longtail.study import models_table, train_config, training_data
 from longtail.tracking import log_model_runs
 
 from ..scoring.nodes import same_class_labels
+from ..training.nodes import optimizer_steps, underfit_warning
 
 logger = logging.getLogger(__name__)
 
@@ -159,11 +160,37 @@ def compare_proxies(memorization_scores: pd.DataFrame, proxy_scores: pd.DataFram
     return table
 
 
+def measure_subset_fit(
+    subset_masks: np.ndarray, train_correct: np.ndarray, examples: pd.DataFrame, training: TrainingParams
+) -> pd.DataFrame:
+    """One row: how much of their own training examples the subset models fit
+    (``longtail.diagnostics.subset_fit``: the mean and the worst model, and the flipped
+    examples' mean p_in), against ``training.min_subset_fit``, with the optimizer steps each
+    model took. Logged as a warning saying what to change when they fall short."""
+    train = examples[examples["split"] == "train"].sort_values("index")
+    fit = stats.subset_fit(subset_masks, train_correct, train["noisy"].to_numpy(dtype=bool))
+    problem = underfit_warning(fit["mean_subset_accuracy"], training, subset_masks)
+    if problem:
+        logger.warning(problem)
+    else:
+        logger.info("the subset models fit %.1f%% of their own training examples on average", 100 * fit["mean_subset_accuracy"])
+    return pd.DataFrame([{
+        "n_models": len(subset_masks), **fit, "min_subset_fit": training.min_subset_fit, "fits": problem is None,
+        "steps_per_model": optimizer_steps(training, subset_masks)[0],
+    }])
+
+
 def summarize_diagnostics(
-    label_noise_detection: pd.DataFrame, agreement: pd.DataFrame, convergence: pd.DataFrame, proxy_agreement: pd.DataFrame
+    label_noise_detection: pd.DataFrame,
+    agreement: pd.DataFrame,
+    convergence: pd.DataFrame,
+    proxy_agreement: pd.DataFrame,
+    subset_fit: pd.DataFrame,
 ) -> dict[str, Any]:
     """Headline figures for the parent MLflow run (undefined ones left out)."""
     headline = {
+        "subset_fit_mean_accuracy": subset_fit["mean_subset_accuracy"].iloc[0],
+        "subset_fit_noisy_accuracy": subset_fit["noisy_subset_accuracy"].iloc[0],
         "halves_spearman_mem": agreement["spearman_mem"].iloc[0],
         "halves_jaccard_pairs": agreement["jaccard_pairs"].iloc[0],
         **{f"halves_{column}": agreement[column].iloc[0] for column in agreement if column.endswith("_replicated")},

@@ -7,6 +7,7 @@ from .nodes import (
     detect_label_noise,
     measure_agreement,
     measure_convergence,
+    measure_subset_fit,
     plot_convergence,
     plot_label_noise_detection,
     summarize_diagnostics,
@@ -55,8 +56,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="compare_proxies",
             ),
             Node(
+                measure_subset_fit,
+                ["subset_masks", "train_correct", "examples", "params:training"],
+                "subset_fit",
+                name="measure_subset_fit",
+            ),
+            Node(
                 summarize_diagnostics,
-                ["label_noise_detection", "agreement", "convergence", "proxy_agreement"],
+                ["label_noise_detection", "agreement", "convergence", "proxy_agreement", "subset_fit"],
                 "diagnostics_metrics",
                 name="summarize_diagnostics",
             ),

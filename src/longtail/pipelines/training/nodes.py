@@ -4,11 +4,13 @@ every model evaluated on every training and test example."""
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from longtail.diagnostics import subset_fit
 from longtail.executors import make_executor, train_with_store
 from longtail.nets.config import resolve_device
 from longtail.params import SamplingParams, TrainingParams
@@ -67,9 +69,14 @@ def train_subset_models(
     runs = models_table("subset", np.arange(len(subset_masks)), subset_masks, arrays, config)
     accuracy = runs["metric_test_accuracy"]
     logger.info("subset models' test accuracy: mean %.4f (min %.4f, max %.4f)", accuracy.mean(), accuracy.min(), accuracy.max())
+    fit = subset_fit(subset_masks, arrays["train_correct"])["mean_subset_accuracy"]
+    problem = underfit_warning(fit, training, subset_masks)
+    if problem:
+        logger.warning(problem)
     summary = {
         "subset_models_test_accuracy_mean": float(accuracy.mean()),
         "subset_models_held_out_accuracy_mean": float(runs["metric_held_out_accuracy"].mean()),
+        "subset_models_subset_accuracy_mean": fit,
         "models_trained_in_this_run": trained,
         "models_reused_from_store": len(subset_masks) - trained,
     }
@@ -81,4 +88,27 @@ def train_subset_models(
         runs,
         {name: {"value": value, "step": 0} for name, value in summary.items()},
         training_provenance(subset_masks, store.id, arrays),
+    )
+
+
+def optimizer_steps(training: TrainingParams, subset_masks: np.ndarray) -> tuple[int, int]:
+    """(steps, batches per epoch) of one subset model of the typical subset size."""
+    batches = math.ceil(round(float(subset_masks.sum(axis=1).mean())) / training.batch_size)
+    return training.epochs * batches, batches
+
+
+def underfit_warning(mean_subset_accuracy: float, training: TrainingParams, subset_masks: np.ndarray) -> str | None:
+    """One line when the subset models fit less of their own training examples, on average,
+    than ``training.min_subset_fit``: the figure, the steps they took and what to change
+    (None when they fit). Memorization the models never reached cannot be measured: on a small
+    table, 10 epochs can be 30 optimizer steps."""
+    if mean_subset_accuracy >= training.min_subset_fit:
+        return None
+    steps, batches = optimizer_steps(training, subset_masks)
+    return (
+        f"the subset models fit only {mean_subset_accuracy:.1%} of their own training examples on average "
+        f"(training.min_subset_fit={training.min_subset_fit}), so memorization they never reached cannot be "
+        f"measured: each took {steps} optimizer steps ({training.epochs} epochs of {batches} batches of "
+        f"{training.batch_size}); raise training.epochs (small data needs more epochs for as many steps) "
+        "or lower training.batch_size"
     )
