@@ -121,14 +121,14 @@ def branches(inputs: dict, config: TrainConfig, trunks: int, copies: int, last: 
     trunk, trunk_optimizer = stacked(trunks)
     seeds = [model_seeds(config.seed, FRESH + i)[1] for i in range(trunks)]
     head = range(config.epochs - last)
-    fit(trunk, DataStreams(subsets, seeds, False), data, recipe, optimizer=trunk_optimizer, epochs=head)
+    fit(trunk, DataStreams(subsets, seeds, None), data, recipe, optimizer=trunk_optimizer, epochs=head)
     net, optimizer = stacked(trunks * copies)  # each trunk's weights and momenta, copied into its branches
     with torch.no_grad():
         for source, target in zip(trunk.parameters(), net.parameters()):
             target.copy_(source.repeat_interleave(copies, 0))
             optimizer.state[target]["momentum_buffer"] = trunk_optimizer.state[source]["momentum_buffer"].repeat_interleave(copies, 0)
     seeds = [model_seeds(config.seed, 2 * FRESH + i)[1] for i in range(trunks * copies)]
-    streams = DataStreams(np.repeat(subsets, copies, axis=0), seeds, False)
+    streams = DataStreams(np.repeat(subsets, copies, axis=0), seeds, None)
     fit(net, streams, data, recipe, optimizer=optimizer, epochs=range(config.epochs - last, config.epochs))
     net.eval()
     correct = predict(net, data.images, data.labels, 2 * config.batch_size, recipe)[0].numpy()

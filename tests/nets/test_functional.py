@@ -150,7 +150,7 @@ def test_the_signature_tells_custom_modules_apart() -> None:
         ("no_such_package.models:build", "cannot import 'no_such_package.models'"),
         ("custom_models:NOT_CALLABLE", "is not callable (it is of type int)"),
         ("custom_models:no_arguments", "cannot be called as factory(input_shape, n_classes)"),
-        ("vgg", "unknown model 'vgg'; expected one of mlp, cnn, resnet, or an import path"),
+        ("vgg", "unknown model 'vgg'; expected one of mlp, cnn, resnet, airbench94, or an import path"),
     ],
 )
 def test_bad_model_values_are_refused_with_what_is_allowed(model, message) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 import torch
 
+from longtail.nets.airbench import Airbench94
 from longtail.nets.config import TrainConfig, available_cpus, precision_problem, resolve_device
 from longtail.nets.functional import VmappedEnsemble, vmappable
 from longtail.nets.loop import EnsembleResult, Pack, Recipe, Shard, SingleModel, prepare_data, train_shard
@@ -146,9 +147,13 @@ def implementation(config: TrainConfig, input_shape: tuple[int, int, int], n_cla
     return SingleModel
 
 
+#: Networks that come with their own recipe; every other trains with the loop's SGD recipe.
+RECIPES: dict[str, type[Recipe]] = {"airbench94": Airbench94}
+
+
 def recipe_for(config: TrainConfig) -> Recipe:
-    """How ``config.model`` trains: the trainer's SGD recipe."""
-    return Recipe(config)
+    """How ``config.model`` trains: its own recipe, or the trainer's SGD recipe."""
+    return RECIPES.get(config.model, Recipe)(config)
 
 
 def train_one_by_one(

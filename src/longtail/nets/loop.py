@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from longtail.nets.config import TrainConfig
-from longtail.nets.data import DataStreams, EpochPlan, channel_stats, crop_and_flip, model_seeds
+from longtail.nets.data import CROP_AND_FLIP, DataStreams, EpochPlan, channel_stats, crop_and_flip, model_seeds, tta_logits
 from longtail.nets.models import build_model
 
 StateDict = dict[str, torch.Tensor]
@@ -44,7 +44,7 @@ class Ensemble(Protocol):
     Calling it maps image-layout input (B, K*C, H, W), model k owning channels
     ``k*C:(k+1)*C``, to (K, B, n_classes) logits; the models never interact. Its inputs are
     best laid out in ``memory_format``; ``unstack`` returns the K models' state dicts in the
-    plain module's naming. ``train``/``eval``/``parameters`` are ``nn.Module``'s.
+    plain module's naming. The rest is ``nn.Module``'s, which every implementation is.
     """
 
     n_models: int
@@ -59,6 +59,12 @@ class Ensemble(Protocol):
     def eval(self) -> nn.Module: ...
 
     def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]: ...
+
+    def modules(self) -> Iterator[nn.Module]: ...
+
+    def state_dict(self) -> StateDict: ...
 
 
 #: Packs K freshly initialised plain models (on the training device) into one :class:`Ensemble`.
@@ -160,14 +166,31 @@ def _as_labels(y: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(y, dtype=np.int64), device=device)
 
 
+#: The triangular schedule's (progress, factor) corners: airbench's ``triangle(start=0.2,
+#: peak=0.23, end=0.07)`` (Jordan 2024), a warm-up from 0.2 to 1 over 23% of the steps, then a
+#: linear decay to 0.07.
+TRIANGLE = ((0.0, 0.2), (0.23, 1.0), (1.0, 0.07))
+
+
+def schedule_factor(schedule: str, step: int, total_steps: int) -> float:
+    """The learning rate of (0-based) optimizer step ``step`` out of ``total_steps``, relative to its peak."""
+    progress = step / total_steps
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return 1.0 - progress
+    if schedule == "triangular":
+        (_, start), (peak, top), (_, end) = TRIANGLE
+        corner = int(peak * total_steps)  # airbench's rounding of the peak to a step
+        if step < corner:
+            return start + (top - start) * step / corner
+        return top + (end - top) * (step - corner) / (total_steps - corner)
+    return 1.0
+
+
 def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
     """Learning rate of (0-based) optimizer step ``step`` out of ``total_steps``."""
-    progress = step / total_steps
-    if config.schedule == "cosine":
-        return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-    if config.schedule == "linear":
-        return config.lr * (1.0 - progress)
-    return config.lr
+    return config.lr * schedule_factor(config.schedule, step, total_steps)
 
 
 def sgd(net: nn.Module, config: TrainConfig) -> torch.optim.SGD:
@@ -204,7 +227,7 @@ class Recipe:
     def streams(self, shard: Shard) -> DataStreams:
         """The shard's data order and augmentation, one random stream per model."""
         data_seeds = [model_seeds(self.config.seed, model_id)[1] for model_id in shard.model_ids]
-        return DataStreams(shard.subsets, data_seeds, self.config.augment)
+        return DataStreams(shard.subsets, data_seeds, CROP_AND_FLIP if self.config.augment else None)
 
     def start_epoch(self, net: Ensemble, epoch: int) -> None:
         """Called before the epoch's first step."""
@@ -213,8 +236,8 @@ class Recipe:
         """Called after optimizer step ``step`` (0-based)."""
 
     def logits(self, net: Ensemble, x: torch.Tensor) -> torch.Tensor:
-        """The (K, B, n_classes) logits evaluation judges: the network's own."""
-        return net(x)
+        """The (K, B, n_classes) logits evaluation judges: the network's, under ``config.tta``."""
+        return tta_logits(net, x, self.config.tta)
 
 
 def autocast(config: TrainConfig, device: torch.device) -> AbstractContextManager:
@@ -246,9 +269,10 @@ def _batch(
     """Image-layout inputs (b, K*C, H, W) and (K, b) labels of one step of every model."""
     idx = plan.order[:, columns]
     x = data.images.index_select(0, idx.T.reshape(-1))  # row i*K + k: example i of model k
-    if plan.offsets is not None:
+    if plan.augmentation is not None:
         offsets = plan.offsets[:, columns].transpose(0, 1).reshape(-1, 2)
-        x = crop_and_flip(x, offsets, plan.flips[:, columns].T.reshape(-1))
+        flips = plan.flips[:, columns].T.reshape(-1)
+        x = crop_and_flip(x, offsets, flips, plan.augmentation.pad, plan.augmentation.pad_mode)
     x = x.reshape(idx.shape[1], -1, *x.shape[2:]).contiguous(memory_format=layout)
     return x, data.labels[idx]
 
