@@ -180,3 +180,11 @@ def test_noise_icc_recovers_a_known_intra_class_correlation() -> None:
     assert np.isnan(icc(values[:, :1], singletons, groups)[0])
     copies = rng.normal(size=(sizes.size, 1))[groups]
     assert icc(copies, np.ones_like(copies, dtype=bool), groups)[0] == pytest.approx(1.0)
+
+
+def test_provenance_benchmark_smoke(tmp_path: Path) -> None:
+    result = run("provenance.py", tmp_path / "p.json", "--models", "4")
+    assert result["nodes"] == ["measure_convergence", "score_memorization", "score_influence"]
+    assert len(result["before_seconds_per_node"]) == len(result["after_seconds_per_node"]) == 3
+    assert result["before_seconds"] > 0 and result["after_seconds"] > 0 and result["after_hashing_on_write_seconds"] > 0
+
