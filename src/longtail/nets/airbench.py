@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from longtail.nets.data import Augmentation, DataStreams
+from longtail.nets.data import Augmentation
 from longtail.nets.loop import Data, Ensemble, Recipe, Shard, schedule_factor
 
 BIAS_LR_SCALE = 64.0  # BatchNorm biases' learning rate over the others' (weight decay unscaled)
@@ -104,10 +104,8 @@ class Airbench94(Recipe):
         for group in optimizer.param_groups:
             group["lr"] = group["peak_lr"] * factor
 
-    def streams(self, shard: Shard) -> DataStreams:
-        streams = super().streams(shard)
-        streams.augmentation = AUGMENTATION if self.config.augment else None
-        return streams
+    def augmentation(self) -> Augmentation | None:
+        return AUGMENTATION if self.config.augment else None
 
     def start_epoch(self, net: Ensemble, epoch: int) -> None:
         for name, parameter in net.named_parameters():

@@ -30,7 +30,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from longtail.nets.config import TrainConfig
-from longtail.nets.data import CROP_AND_FLIP, DataStreams, EpochPlan, channel_stats, crop_and_flip, model_seeds, tta_logits
+from longtail.nets.data import (
+    CROP_AND_FLIP,
+    Augmentation,
+    DataStreams,
+    EpochPlan,
+    channel_stats,
+    crop_and_flip,
+    model_seeds,
+    tta_logits,
+)
 from longtail.nets.models import build_model
 
 StateDict = dict[str, torch.Tensor]
@@ -224,10 +233,14 @@ class Recipe:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(self.config, step, total_steps)
 
+    def augmentation(self) -> Augmentation | None:
+        """How training images are augmented: with ``augment``, a random crop and flip."""
+        return CROP_AND_FLIP if self.config.augment else None
+
     def streams(self, shard: Shard) -> DataStreams:
         """The shard's data order and augmentation, one random stream per model."""
         data_seeds = [model_seeds(self.config.seed, model_id)[1] for model_id in shard.model_ids]
-        return DataStreams(shard.subsets, data_seeds, CROP_AND_FLIP if self.config.augment else None)
+        return DataStreams(shard.subsets, data_seeds, self.augmentation())
 
     def start_epoch(self, net: Ensemble, epoch: int) -> None:
         """Called before the epoch's first step."""
