@@ -182,3 +182,32 @@ def test_noise_icc_recovers_a_known_intra_class_correlation() -> None:
     assert np.isnan(icc(values[:, :1], singletons, groups)[0])
     copies = rng.normal(size=(sizes.size, 1))[groups]
     assert icc(copies, np.ones_like(copies, dtype=bool), groups)[0] == pytest.approx(1.0)
+
+
+def test_provenance_benchmark_smoke(tmp_path: Path) -> None:
+    result = run("provenance.py", tmp_path / "p.json", "--models", "4")
+    assert result["nodes"] == ["measure_convergence", "score_memorization", "score_influence"]
+    assert len(result["before_seconds_per_node"]) == len(result["after_seconds_per_node"]) == 3
+    assert result["before_seconds"] > 0 and result["after_seconds"] > 0 and result["after_hashing_on_write_seconds"] > 0
+
+
+
+def test_airbench_speed_benchmark_smoke(tmp_path: Path) -> None:
+    args = ("--device", "cpu", "--n-train", "32", "--n-test", "8", "--models", "1", "--epochs", "1", "--stacks", "1")
+    result = run("airbench_speed.py", tmp_path / "a.json", *args)
+    one = result["stacks"]["1"]
+    assert result["preset_epochs"] == 16 and one["epoch_seconds_per_model"] > 0
+    projected = one["preset_seconds_per_model"]
+    assert one["projected_hours"] == pytest.approx({"cifar10": 2000 * projected / 3600, "cifar100": 4000 * projected / 3600})
+
+
+def test_the_wheelhouse_lists_what_a_run_needs_without_torch(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "wheelhouse.py"), "--list-only", "--out", str(tmp_path)], check=True, timeout=120)
+    lists = {
+        kind: {line.split("==")[0].lower().replace("_", "-") for line in (tmp_path / f"{kind}.txt").read_text().split()}
+        for kind in ("pure", "small", "large")
+    }
+    assert {"kedro", "kedro-mlflow", "mlflow", "omegaconf"} <= lists["pure"] and "pydantic-core" in lists["small"]
+    assert {"numpy", "pandas", "pyarrow"} <= lists["large"]
+    every = set().union(*lists.values())
+    assert not {"torch", "torchvision", "kedro-viz"} & every and not any(name.startswith("nvidia") for name in every)

@@ -102,8 +102,8 @@ def training_provenance(masks: np.ndarray, experiment: str, arrays: dict[str, np
     }
 
 
-def mismatched_inputs(inputs: dict[str, np.ndarray], provenance: dict[str, Any]) -> list[str]:
-    """The names among ``inputs`` (subset masks and training results) whose content is not
-    the one ``provenance`` recorded."""
+def mismatched_inputs(fingerprints: dict[str, str], provenance: dict[str, Any]) -> list[str]:
+    """The names among ``fingerprints`` (of subset masks and training results, ``fingerprint``
+    of their arrays) whose content is not the one ``provenance`` recorded."""
     recorded = provenance.get("fingerprints", {})
-    return [name for name, array in inputs.items() if recorded.get(name) != fingerprint(np.asarray(array))]
+    return [name for name, digest in fingerprints.items() if recorded.get(name) != digest]

@@ -21,8 +21,8 @@ import torch
 from sklearn.datasets import load_digits, load_wine
 
 from longtail.nets.config import TrainConfig
-from longtail.nets.ensemble import EnsembleResult, _shard_trainer, train_ensemble, train_one_by_one
-from longtail.nets.functional import _vmappable, train_vmapped
+from longtail.nets.ensemble import EnsembleResult, implementation, train_ensemble, train_one_by_one
+from longtail.nets.functional import VmappedEnsemble, vmappable
 from longtail.nets.models import InvalidModel, build_model, custom_model_signature
 from longtail.params import InvalidParameters
 from tests.conftest import checked_block
@@ -73,10 +73,10 @@ def vmap_runs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Asserts that the training inside ran vmapped, not silently one model at a time: whether
     a module can be vmapped is probed once per process and its fallback logged only then, so
     the probe is made afresh here, and it must say yes (no fallback line)."""
-    _vmappable.cache_clear()
+    vmappable.cache_clear()
     with caplog.at_level(logging.WARNING, logger="longtail.nets.functional"):
         yield
-    assert _vmappable.cache_info().currsize == 1  # the training probed its module here
+    assert vmappable.cache_info().currsize == 1  # the training probed its module here
     assert "cannot be vmapped" not in caplog.text
 
 
@@ -100,7 +100,7 @@ def assert_same_models(a: EnsembleResult, b: EnsembleResult) -> None:
 def test_the_vmapped_ensemble_matches_one_by_one_training(model, dataset, request, caplog) -> None:
     data = request.getfixturevalue(dataset)
     masks, config = masks_for(4, len(data[1])), replace(SHORT, model=model)
-    assert _shard_trainer(config) is train_vmapped
+    assert implementation(config, data[0].shape[1:], int(data[1].max()) + 1, torch.device("cpu")) is VmappedEnsemble
     with vmap_runs(caplog):
         vmapped = train(train_ensemble, data, masks, config)
     one_by_one = train(train_one_by_one, data, masks, config)
@@ -133,7 +133,7 @@ def test_a_model_depends_only_on_seed_and_model_id(wine, caplog) -> None:
 
 
 def test_a_module_vmap_cannot_run_trains_one_by_one_with_one_log_line(digits, caplog) -> None:
-    _vmappable.cache_clear()
+    vmappable.cache_clear()
     masks, config = masks_for(4, 1000), replace(SHORT, model="custom_models:sign_gate", models_per_shard=2)
     with caplog.at_level(logging.WARNING, logger="longtail.nets.functional"):
         fallback = train(train_ensemble, digits, masks, config)
@@ -170,7 +170,7 @@ def test_the_signature_tells_custom_modules_apart() -> None:
         ("no_such_package.models:build", "cannot import 'no_such_package.models'"),
         ("custom_models:NOT_CALLABLE", "is not callable (it is of type int)"),
         ("custom_models:no_arguments", "cannot be called as factory(input_shape, n_classes)"),
-        ("vgg", "unknown model 'vgg'; expected one of mlp, cnn, resnet, or an import path"),
+        ("vgg", "unknown model 'vgg'; expected one of mlp, cnn, resnet, airbench94, or an import path"),
     ],
 )
 def test_bad_model_values_are_refused_with_what_is_allowed(model, message) -> None:

@@ -17,9 +17,11 @@ from typing import Annotated, Any, Literal, get_type_hints
 import torch
 from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
+from longtail.nets.data import TTAS
 from longtail.nets.models import check_model
 
-SCHEDULES = ("constant", "cosine", "linear")  # learning-rate schedules, per step (linear: to 0)
+# learning-rate schedules, per step (linear: to 0; triangular: airbench's, longtail.nets.loop.TRIANGLE)
+SCHEDULES = ("constant", "cosine", "linear", "triangular")
 #: How a model's numbers are computed: float32 weights and activations; the same with the
 #: training's matrix products in TF32 (CUDA only: NVIDIA's tensor-core format, a 10-bit
 #: mantissa); float32 weights under bf16 autocast (matrix products and convolutions in
@@ -96,7 +98,9 @@ class TrainConfig:
     precision: str = setting("fp32", auto=True, choices=PRECISIONS)
     # None (the parameter's auto) = from device memory (CUDA) or CPU_SHARD_BYTES (nets.sizing)
     models_per_shard: int | None = setting(None, identity=False, auto=True, ge=1)
-    augment: bool = False  # random 4-px-padded crop + horizontal flip of every training image
+    augment: bool = False  # random 4-px-padded crop + horizontal flip of every training image (the recipe's own for airbench94)
+    # test-time augmentation: evaluation (hence correctness) judges the mean logits over these views
+    tta: str = setting("none", choices=TTAS, identity="when_set")
     compile: bool = setting(False, identity=False)  # torch.compile the network
     keep_models: bool = setting(False, identity=False, parameter=False)  # return each model's state dict in EnsembleResult
     # also evaluate on every eval set at the end of every epoch (EnsembleResult.epoch_*)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -97,10 +98,66 @@ def resnet(input_shape: tuple[int, int, int], n_classes: int) -> nn.Sequential:
     )
 
 
+#: airbench94's widths and BatchNorm settings (Jordan 2024, arXiv 2404.00498; airbench 0.1.8's
+#: ``hyp['net']``): its BatchNorm momentum 0.6 is PyTorch's 0.4 (they count it from the other end).
+AIRBENCH_WIDTHS = (64, 256, 256)
+AIRBENCH_BN_MOMENTUM, AIRBENCH_BN_EPS = 0.4, 1e-12
+AIRBENCH_LOGIT_SCALE = 1 / 9
+WHITEN_KERNEL = 2  # the whitening layer sees 2x2 patches
+AIRBENCH_MIN_SIDE = 16  # whitening (-1), three 2x2 max-pools: the smallest side that leaves 1x1
+
+
+def _airbench_conv(c_in: int, c_out: int) -> nn.Conv2d:
+    """3x3 convolution without bias whose first ``c_in`` filters start as the identity
+    (airbench's partial Dirac initialisation)."""
+    conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False)
+    with torch.no_grad():
+        nn.init.dirac_(conv.weight[:c_in])
+    return conv
+
+
+def _airbench_norm(channels: int) -> nn.BatchNorm2d:
+    """BatchNorm whose scale stays 1 (frozen); only its bias learns."""
+    norm = nn.BatchNorm2d(channels, eps=AIRBENCH_BN_EPS, momentum=AIRBENCH_BN_MOMENTUM)
+    norm.weight.requires_grad_(False)
+    return norm
+
+
+def _airbench_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        _airbench_conv(c_in, c_out), nn.MaxPool2d(2), _airbench_norm(c_out), nn.GELU(),
+        _airbench_conv(c_out, c_out), _airbench_norm(c_out), nn.GELU(),
+    )
+
+
+def airbench94(input_shape: tuple[int, int, int], n_classes: int) -> nn.Sequential:
+    """airbench94's network (Jordan 2024): a frozen 2x2 patch-whitening convolution (2*C*4
+    filters, set from the training images by ``longtail.nets.airbench``; only its bias learns,
+    early on), GELU, three conv-pool-BN-GELU-conv-BN-GELU blocks, global max-pool, linear / 9."""
+    channels, height, width = input_shape
+    if min(height, width) < AIRBENCH_MIN_SIDE:
+        raise ValueError(f"airbench94 needs images of at least {AIRBENCH_MIN_SIDE}x{AIRBENCH_MIN_SIDE} pixels, got {height}x{width}")
+    whiten = nn.Conv2d(channels, 2 * channels * WHITEN_KERNEL**2, kernel_size=WHITEN_KERNEL, bias=True)
+    whiten.weight.requires_grad_(False)
+    with torch.no_grad():
+        whiten.bias.zero_()
+    widths = (whiten.out_channels, *AIRBENCH_WIDTHS)
+    return nn.Sequential(OrderedDict(
+        whiten=whiten,
+        activation=nn.GELU(),
+        **{f"block{i + 1}": _airbench_block(c_in, c_out) for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:]))},
+        pool=nn.AdaptiveMaxPool2d(1),
+        flatten=nn.Flatten(),
+        head=nn.Linear(widths[-1], n_classes, bias=False),
+        scale=Scale(AIRBENCH_LOGIT_SCALE),
+    ))
+
+
 _BUILDERS: dict[str, Callable[[tuple[int, int, int], int, Sequence[int]], nn.Module]] = {
     "mlp": mlp,
     "cnn": lambda shape, n_classes, _hidden: cnn(shape, n_classes),
     "resnet": lambda shape, n_classes, _hidden: resnet(shape, n_classes),
+    "airbench94": lambda shape, n_classes, _hidden: airbench94(shape, n_classes),
 }
 #: The built-in models: a new one is a builder above and its name here.
 ARCHITECTURES = tuple(_BUILDERS)

@@ -19,13 +19,13 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from longtail.nets.loop import StateDict, preferred_memory_format
 from longtail.nets.models import Residual, Scale
-
-StateDict = dict[str, torch.Tensor]
 
 #: Modules that act on each channel (or element) independently and so work unchanged.
 CHANNELWISE = (
     nn.ReLU,
+    nn.GELU,
     nn.MaxPool2d,
     nn.AvgPool2d,
     nn.AdaptiveMaxPool2d,
@@ -103,6 +103,11 @@ def _cat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.detach() for t in tensors])
 
 
+def _stacked_parameter(parameters: Sequence[nn.Parameter]) -> nn.Parameter:
+    """The K models' parameters concatenated, frozen if theirs is (airbench94's whitening)."""
+    return nn.Parameter(_cat(parameters), requires_grad=parameters[0].requires_grad)
+
+
 def _split(state: StateDict, k: int) -> list[StateDict]:
     """Split every K*C-long tensor of ``state`` into K per-model chunks; scalars are shared."""
     chunks = {name: t.chunk(k) if t.dim() else [t] * k for name, t in state.items()}
@@ -127,9 +132,9 @@ class StackedConv2d(nn.Conv2d):
             device="meta",
         )
         self.n_models = k
-        self.weight = nn.Parameter(_cat([m.weight for m in layers]))
+        self.weight = _stacked_parameter([m.weight for m in layers])
         if first.bias is not None:
-            self.bias = nn.Parameter(_cat([m.bias for m in layers]))
+            self.bias = _stacked_parameter([m.bias for m in layers])
 
     def unstack(self) -> list[StateDict]:
         return _split(self.state_dict(), self.n_models)
@@ -150,7 +155,7 @@ class StackedBatchNorm2d(nn.BatchNorm2d):
         )
         self.n_models = k
         for name, _ in [*self.named_parameters(recurse=False)]:
-            setattr(self, name, nn.Parameter(_cat([getattr(m, name) for m in layers])))
+            setattr(self, name, _stacked_parameter([getattr(m, name) for m in layers]))
         for name, buffer in [*self.named_buffers(recurse=False)]:
             parts = [getattr(m, name) for m in layers]
             setattr(self, name, _cat(parts) if buffer.dim() else parts[0].detach().clone())
@@ -210,6 +215,22 @@ def stack_models(models: Sequence[nn.Module]) -> nn.Module:
         if name and next(module.children(), None) is None:
             stacked.set_submodule(name, _stack_leaf([m.get_submodule(name) for m in models]))
     return stacked
+
+
+class StackedModels(nn.Module):
+    """K built-in networks as one :func:`stack_models` network: the loop's ``Ensemble``."""
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.n_models = len(models)
+        self.memory_format = preferred_memory_format(models[0])
+        self.net = stack_models(models).to(memory_format=self.memory_format)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def unstack(self) -> list[StateDict]:
+        return unstack_state_dicts(self.net, self.n_models)
 
 
 def unstack_state_dicts(stacked: nn.Module, n_models: int) -> list[StateDict]:

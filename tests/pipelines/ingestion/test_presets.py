@@ -13,8 +13,8 @@ from tests.conftest import PROJECT_ROOT
 PRESETS = {
     "mnist": ("mnist", "mlp", 2000, False),
     "fashion_mnist": ("fashion_mnist", "mlp", 2000, False),
-    "cifar10": ("cifar10", "resnet", 2000, True),
-    "cifar100": ("cifar100", "resnet", 4000, True),
+    "cifar10": ("cifar10", "airbench94", 2000, True),
+    "cifar100": ("cifar100", "airbench94", 4000, True),
 }
 
 
@@ -36,3 +36,11 @@ def test_the_mnist_preset_is_the_papers_demo() -> None:
     training = preset("mnist").training
     assert (training.hidden_sizes, training.epochs, training.batch_size) == ((512, 256), 10, 128)
     assert (training.lr, training.momentum) == (0.1, 0.9)
+
+
+@pytest.mark.parametrize("env", ["cifar10", "cifar100"])
+def test_the_cifar_presets_train_airbench94_with_its_recipe(env: str) -> None:
+    training = preset(env).training
+    assert (training.epochs, training.batch_size, training.lr, training.momentum) == (16, 1024, 11.5, 0.85)
+    assert (training.weight_decay, training.label_smoothing, training.schedule) == (0.0153, 0.2, "triangular")
+    assert training.tta == "mirror_translate"

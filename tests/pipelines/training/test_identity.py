@@ -38,6 +38,9 @@ def test_what_does_not_change_a_cnn_model_is_not_in_its_identity(change: dict) -
         (BASE, {"augment": True}),
         (BASE, {"model": "resnet"}),
         (BASE, {"label_smoothing": 0.1}),
+        (BASE, {"model": "airbench94"}),
+        (BASE, {"schedule": "triangular"}),
+        (BASE, {"tta": "mirror"}),
         (replace(BASE, model="mlp"), {"hidden_sizes": (8, 8)}),
     ],
 )
@@ -48,7 +51,7 @@ def test_what_changes_a_model_is_in_its_identity(base: TrainConfig, change: dict
 def test_a_setting_added_later_leaves_the_identity_of_stored_shards_at_its_default() -> None:
     """label_smoothing came after stores existed; at its default (0, what the trainer computed
     before) it is not in the identity, so those stores stay valid."""
-    assert "label_smoothing" not in model_identity(BASE)
+    assert "label_smoothing" not in model_identity(BASE) and "tta" not in model_identity(BASE)
     assert model_identity(replace(BASE, label_smoothing=0.1))["label_smoothing"] == 0.1
 
 

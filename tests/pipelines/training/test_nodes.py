@@ -11,6 +11,7 @@ import pytest
 
 from longtail.params import SamplingParams, TrainingParams
 from longtail.pipelines.training.nodes import train_subset_models
+from longtail.shards import fingerprint
 from longtail.study import mismatched_inputs
 from longtail.sources import load_source
 
@@ -50,8 +51,9 @@ def test_outputs_cover_every_model_and_land_in_the_store(splits: tuple[np.ndarra
     np.testing.assert_array_equal(again[0], train_correct)
     assert json.loads(json.dumps(provenance)) == provenance == again[6]  # JSON-safe, same models
     arrays = {"subset_masks": masks, "train_correct": train_correct, "test_true_prob": test_prob}
-    assert mismatched_inputs(arrays, provenance) == []
-    assert mismatched_inputs({**arrays, "subset_masks": masks[::-1]}, provenance) == ["subset_masks"]
+    fingerprints = {name: fingerprint(array) for name, array in arrays.items()}
+    assert mismatched_inputs(fingerprints, provenance) == []
+    assert mismatched_inputs({**fingerprints, "subset_masks": fingerprint(masks[::-1])}, provenance) == ["subset_masks"]
     assert (tmp_path / provenance["experiment"]).is_dir()
 
 

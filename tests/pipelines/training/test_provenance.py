@@ -6,6 +6,16 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pytest
+from kedro.io import DataCatalog, Version
+from kedro.io.core import generate_timestamp
+from kedro.io.memory_dataset import MemoryDataset
+from kedro.pipeline import node
+
+from longtail.hooks import TrainingProvenanceHook
+from longtail.io import NpyDataset
+from longtail.study import MismatchedInputs, training_provenance
 from tests.test_study import run_study
 
 
@@ -25,3 +35,47 @@ def test_scoring_new_masks_against_old_models_is_refused(
     assert "Traceback" not in result.stdout + result.stderr, result.stderr[-2000:]
     assert not (root / "data" / "07_model_output" / "memorization_scores.parquet").exists()
     assert sorted((root / "data" / "05_model_input" / "subset_masks.npy").iterdir()) == masks_before
+
+
+def _score(subset_masks: np.ndarray, train_correct: np.ndarray) -> None: ...
+
+
+def _catalog(tmp_path: Path, provenance: dict, version: str) -> DataCatalog:
+    """Versioned .npy datasets of masks and a training result, saving under ``version`` as a
+    Kedro session's catalog does, and the recorded provenance."""
+    datasets = {name: NpyDataset(filepath=str(tmp_path / f"{name}.npy"), version=Version(None, version))
+                for name in ("subset_masks", "train_correct")}
+    return DataCatalog({**datasets, "training_provenance": MemoryDataset(provenance)})
+
+
+def _save(catalog: DataCatalog, hook: TrainingProvenanceHook, arrays: dict[str, np.ndarray]) -> None:
+    for name, array in arrays.items():
+        catalog.save(name, array)
+        hook.after_dataset_saved(name, array, None)
+
+
+def test_each_version_of_an_artefact_is_hashed_once_when_written(tmp_path: Path) -> None:
+    """After the saves, a node's inputs are checked by the fingerprints taken when they were
+    written: content handed in for the same version is not hashed again (a version's file never
+    changes), so even a stand-in of other content passes; a new version is hashed again."""
+    rng = np.random.default_rng(0)
+    arrays = {"subset_masks": rng.random((4, 50)) < 0.7, "train_correct": rng.random((4, 50)) < 0.5}
+    others = {name: np.zeros(1) for name in ("train_true_prob", "test_correct", "test_true_prob")}
+    provenance = training_provenance(arrays["subset_masks"], "x", {"train_correct": arrays["train_correct"], **others})
+    hook, scoring = TrainingProvenanceHook(), node(_score, ["subset_masks", "train_correct"], None, name="score")
+    catalog = _catalog(tmp_path, provenance, generate_timestamp())
+    hook.after_catalog_created(catalog)
+    _save(catalog, hook, arrays)
+    stand_in = {"subset_masks": ~arrays["subset_masks"], "train_correct": arrays["train_correct"]}
+    for _ in range(3):
+        hook.before_node_run(scoring, catalog, stand_in)
+    hook.after_catalog_created(catalog)  # a new run: nothing known, each input hashed when first read
+    loaded = {name: catalog.load(name) for name in arrays}
+    hook.before_node_run(scoring, catalog, loaded)
+    with pytest.raises(MismatchedInputs, match="subset_masks differ"):
+        TrainingProvenanceHook().before_node_run(scoring, catalog, stand_in)  # first read of other content
+    later = _catalog(tmp_path, provenance, generate_timestamp())  # a run that samples new masks
+    hook.after_catalog_created(later)
+    _save(later, hook, {"subset_masks": ~arrays["subset_masks"]})
+    with pytest.raises(MismatchedInputs, match="subset_masks differ"):
+        hook.before_node_run(scoring, later, {name: later.load(name) for name in arrays})
