@@ -244,29 +244,26 @@ def train_with_store(
     with _Heartbeat(store, stale_after_s / 4):
         while todo := missing_ranges(n_models, per_shard, list(shards)):
             wanted = sorted({block for start, stop in todo for block in blocks_of(start, stop)})
-            mine = {block for block in wanted if store.try_claim(block, stale_after_s)}
-            # a block's shards are written before its claim is released: whatever another run
-            # finished before we won the claim is in the store now, and is not trained again
-            shards.update(store.load_new(n_models, masks_hash, known=shards))
-            others = [block_range(block, n_models) for block in range(blocks_of(0, n_models).stop) if block not in mine]
-            ranges = missing_ranges(n_models, per_shard, list(shards) + others)
-            pending = Counter(block for start, stop in ranges for block in blocks_of(start, stop))
-            if not mine:
-                logger.info("waiting for %d blocks claimed by another run in %s", len(wanted), store.folder)
-                time.sleep(poll_s)
-            try:
+            with store.claims(wanted, stale_after_s) as mine:  # released on leaving, also on error
+                # a block's shards are written before its claim is released: whatever another run
+                # finished before we won the claim is in the store now, and is not trained again
+                # (a damaged shard of a block we now hold is set aside here)
+                shards.update(store.load_new(n_models, masks_hash, known=shards))
+                others = [block_range(b, n_models) for b in range(blocks_of(0, n_models).stop) if b not in mine]
+                ranges = missing_ranges(n_models, per_shard, list(shards) + others)
+                pending = Counter(block for start, stop in ranges for block in blocks_of(start, stop))
+                if not mine:
+                    logger.info("waiting for %d blocks claimed by another run in %s", len(wanted), store.folder)
+                    time.sleep(poll_s)
                 for shard in executor.map_unordered(data, masks, ranges, config) if ranges else ():
                     store.write(shard, masks_hash(shard.start, shard.stop))
                     shards[(shard.start, shard.stop)] = shard
                     for block in blocks_of(shard.start, shard.stop):
                         pending[block] -= 1
                         if not pending[block]:
-                            store.release(block)  # its last shard is stored
+                            store.release(block)  # its last shard is stored (claims() skips it then)
                     progress.update(shard)
                     on_shard(shard, masks[shard.start : shard.stop])
-            finally:
-                for block in mine:
-                    store.release(block)  # no-op for a block released above
             shards.update(store.load_new(n_models, masks_hash, known=shards))
     return assemble(shards, n_models), progress.trained
 
