@@ -10,7 +10,7 @@ from longtail.nets.data import PAD, crop_and_flip
 from longtail.nets.config import TrainConfig
 from longtail.nets.ensemble import EnsembleResult, _tf32_matmuls, lr_at, train_ensemble, train_one_by_one
 from longtail.nets.models import build_model
-from longtail.nets.sizing import CPU_SHARD_BYTES, bytes_per_model, models_per_shard
+from longtail.nets.sizing import CPU_SHARD_BYTES, bytes_per_model, models_in_memory
 from tests.nets.digits_split import digits_split, subset_masks
 
 # The CPU's kernels, also on a machine with a GPU (tests/nets/test_cuda.py checks the GPU's).
@@ -151,9 +151,9 @@ def test_compiled_network_trains_the_same_models_on_cpu(digits):
 def test_models_depend_only_on_seed_and_model_id(digits):
     masks = subset_masks([700] * 5)
     ids = np.array([3, 17, 4, 8, 99])
-    config = replace(EXACT, models_per_shard=5)
+    config = replace(EXACT, models_in_memory=5)
     together = train(train_ensemble, digits, masks, config, ids)
-    in_pairs = train(train_ensemble, digits, masks, replace(config, models_per_shard=2), ids)
+    in_pairs = train(train_ensemble, digits, masks, replace(config, models_in_memory=2), ids)
     assert_same_models(together, in_pairs)
     alone = train(train_ensemble, digits, masks[3:4], config, ids[3:4])
     np.testing.assert_allclose(alone.true_prob["test"], together.true_prob["test"][3:4], rtol=0, atol=FP64_ATOL)
@@ -174,7 +174,7 @@ def test_mixed_subset_sizes_keep_row_order(digits):
 def test_progress_and_log_per_shard(digits, caplog):
     calls = []
     with caplog.at_level(logging.INFO, logger="longtail.nets.ensemble"):
-        train(train_ensemble, digits, subset_masks([500] * 3 + [400]), replace(SMALL, epochs=1, models_per_shard=2),
+        train(train_ensemble, digits, subset_masks([500] * 3 + [400]), replace(SMALL, epochs=1, models_in_memory=2),
               progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 4), (3, 4), (4, 4)]
     assert len([r for r in caplog.records if "models/s" in r.getMessage()]) == 3
@@ -265,7 +265,7 @@ def test_the_shard_planner_counts_float64_weights_at_eight_bytes():
     config = TrainConfig(hidden_sizes=(512, 256), device="cpu")
     fp64 = replace(config, precision="fp64")
     assert bytes_per_model(fp64, (1, 28, 28), 10) == 2 * bytes_per_model(config, (1, 28, 28), 10)
-    per_shard = models_per_shard(fp64, torch.device("cpu"), (1, 28, 28), 10)
+    per_shard = models_in_memory(fp64, torch.device("cpu"), (1, 28, 28), 10)
     assert per_shard * bytes_per_model(fp64, (1, 28, 28), 10) <= CPU_SHARD_BYTES
 
 

@@ -110,15 +110,15 @@ def test_swapping_two_models_masks_is_caught(digits) -> None:
 
 
 def test_a_model_depends_only_on_seed_and_model_id(wine) -> None:
-    masks, config = masks_for(4, 140), replace(SHORT, model="custom_models:batch_norm", models_per_shard=4)
+    masks, config = masks_for(4, 140), replace(SHORT, model="custom_models:batch_norm", models_in_memory=4)
     together = train(train_ensemble, wine, masks, config)
-    in_pairs = train(train_ensemble, wine, masks, replace(config, models_per_shard=2))
+    in_pairs = train(train_ensemble, wine, masks, replace(config, models_in_memory=2))
     assert_same_models(together, in_pairs)
 
 
 def test_a_module_vmap_cannot_run_trains_one_by_one_with_one_log_line(digits, caplog) -> None:
     _vmappable.cache_clear()
-    masks, config = masks_for(4, 1000), replace(SHORT, model="custom_models:sign_gate", models_per_shard=2)
+    masks, config = masks_for(4, 1000), replace(SHORT, model="custom_models:sign_gate", models_in_memory=2)
     with caplog.at_level(logging.WARNING, logger="longtail.nets.functional"):
         fallback = train(train_ensemble, digits, masks, config)
     lines = [r.getMessage() for r in caplog.records if "cannot be vmapped" in r.getMessage()]

@@ -24,7 +24,7 @@ from torch import nn
 from longtail.nets.config import TrainConfig, available_cpus, precision_problem, resolve_device
 from longtail.nets.data import DataStreams, EpochPlan, channel_stats, crop_and_flip, model_seeds
 from longtail.nets.models import build_model, is_builtin
-from longtail.nets.sizing import models_per_shard
+from longtail.nets.sizing import models_in_memory
 from longtail.nets.stacking import StateDict, stack_models, unstack_state_dicts
 
 logger = logging.getLogger(__name__)
@@ -399,7 +399,7 @@ def train_ensemble(
     data = _prepare_data(images, labels, eval_sets, n_classes, device, config.dtype)
     total, done, started = len(masks), 0, time.perf_counter()
     results: list[EnsembleResult] = []
-    shards = list(_plan_shards(masks, model_ids, models_per_shard(config, data.device, data.input_shape, n_classes)))
+    shards = list(_plan_shards(masks, model_ids, models_in_memory(config, data.device, data.input_shape, n_classes)))
     for shard in shards:
         results.append(train_shard(shard, data, config))
         done += len(shard.rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,30 @@ def test_outputs_cover_every_model_and_land_in_the_store(splits: tuple[np.ndarra
     assert mismatched_inputs(arrays, provenance) == []
     assert mismatched_inputs({**arrays, "subset_masks": masks[::-1]}, provenance) == ["subset_masks"]
     assert (tmp_path / provenance["experiment"]).is_dir()
+
+
+def test_a_stored_shard_and_the_models_trained_together_are_sized_apart(
+    splits: tuple[np.ndarray, ...], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """models_per_shard sizes the store (files, claims, MLflow batches), models_in_memory the
+    trainer's batched computations: one shard of 4 models, trained one model at a time."""
+    masks = np.stack([np.random.default_rng(t).permutation(100) < 70 for t in range(4)])
+    training = TrainingParams.model_validate(TRAINING.model_dump() | {"models_per_shard": 4, "models_in_memory": 1})
+    with caplog.at_level(logging.INFO, logger="longtail.nets.ensemble"):
+        train_subset_models(*splits, masks, tmp_path, training, SAMPLING)
+    assert [path.name for path in tmp_path.rglob("shard-*.npz")] == ["shard-0000000-0000004.npz"]
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [f"trained {k}/4 models" for k in range(1, 5)]
+
+
+def test_a_store_written_under_the_single_shard_setting_is_resumed(splits: tuple[np.ndarray, ...], tmp_path: Path) -> None:
+    """Before the split, models_per_shard (here 2) sized both the shards and the models trained
+    together. Its store keeps its folder (the experiment id below is the one computed then) and
+    is reused whole under the new settings, shards of 2 and all."""
+    masks = np.stack([np.random.default_rng(t).permutation(100) < 70 for t in range(4)])
+    before = train_subset_models(*splits, masks, tmp_path, TRAINING, SAMPLING)
+    assert before[6]["experiment"] == "97e9050ceb00af6e"
+    training = TrainingParams.model_validate(TRAINING.model_dump() | {"models_per_shard": "auto", "models_in_memory": 3})
+    resumed = train_subset_models(*splits, masks, tmp_path, training, SAMPLING)
+    assert resumed[5]["models_reused_from_store"]["value"] == 4
+    for old, new in zip(before[:4], resumed[:4]):
+        np.testing.assert_array_equal(old, new)
