@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
 import time
@@ -10,10 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from longtail.executors import LocalExecutor, TrainingData, train_with_store
 from longtail.pipelines.sampling.nodes import subset_mask
+from longtail.estimate import memorization
 from longtail.shards import CLAIM_BLOCK, Shard, ShardStore, fingerprint
 from longtail.sources import load_source
 from tests.store_driver import CONFIG, IDENTITY, save_study
@@ -95,14 +99,18 @@ class Drivers:
         return counts
 
 
-def held_claims(store: ShardStore) -> list[str]:
-    """The blocks whose latest claim generation is not a release marker."""
-    held = []
-    for block in sorted({path.name.split(".")[0] for path in store.folder.glob("claim-*")}):
-        _, latest = store._generations(int(block.removeprefix("claim-")))[-1]
-        if '"released": true' not in latest.read_text():
-            held.append(block)
-    return held
+def claim_holders(store: ShardStore) -> dict[int, set[int]]:
+    """pid -> the blocks whose latest claim it holds (a release marker holds nothing)."""
+    holders: dict[int, set[int]] = {}
+    for block in {int(path.name.split(".")[0].removeprefix("claim-")) for path in store.folder.glob("claim-*")}:
+        generations = store._generations(block)
+        try:
+            owner = json.loads(generations[-1][1].read_text()) if generations else {"released": True}
+        except FileNotFoundError:  # superseded while we looked
+            continue
+        if not owner.get("released"):
+            holders.setdefault(owner["pid"], set()).add(block)
+    return holders
 
 
 def test_two_drivers_meeting_the_same_damaged_shards_set_each_aside_once(tmp_path: Path, data: TrainingData) -> None:
@@ -127,4 +135,55 @@ def test_two_drivers_meeting_the_same_damaged_shards_set_each_aside_once(tmp_pat
         expected[start:stop] = 1
     assert np.array_equal(drivers.times_trained(n_models), expected)
     assert sorted(p.name for p in store.folder.glob("*.corrupt")) == sorted(store.path(*r).with_suffix(".corrupt").name for r in damaged)
-    assert held_claims(store) == []
+    assert claim_holders(store) == {}
+
+
+def kill_a_driver_mid_shard(store: ShardStore, drivers: Sequence[subprocess.Popen]) -> subprocess.Popen:
+    """SIGKILL the first driver seen holding claims for 0.3 s: blocks it claimed and has not
+    finished (it releases each once its shards are stored), so it dies in the middle of them."""
+    seen: dict[int, float] = {}
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        holders = claim_holders(store)
+        for pid in holders:
+            seen.setdefault(pid, time.time())
+        victim = next((d for d in drivers if d.pid in holders and time.time() - seen[d.pid] > 0.3), None)
+        if victim is not None:
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()  # reaped: a zombie would still look alive to the claim protocol
+            return victim
+        time.sleep(0.005)
+    raise AssertionError("no driver ever held a claim")
+
+
+def test_three_drivers_a_damaged_shard_and_a_killed_driver_end_with_an_uninterrupted_runs_scores(
+    tmp_path: Path, data: TrainingData
+) -> None:
+    """Three drivers, storing shards of 64 (CPU-sized), 512 (GPU-sized) and 64 models, start
+    at once on a store of 10 blocks that holds 3 shards, one of them truncated; one driver is
+    killed mid-shard, then restarted. Every driver ends with the scores of an uninterrupted
+    single run, no claim stays held, no model is trained twice (nor the intact ones again),
+    and the store covers every model exactly once."""
+    n_models = 10 * CLAIM_BLOCK
+    masks = study_masks(n_models)
+    reference = uninterrupted(tmp_path / "reference", data, masks)
+    store = store_of(tmp_path / "shared", masks, reference, [(0, 64), (64, 128), (128, 192)])
+    damage(store.path(64, 128))
+    drivers = Drivers(tmp_path, data, masks, tmp_path / "shared")
+    runs = [drivers.start(per_shard) for per_shard in (CLAIM_BLOCK, 512, CLAIM_BLOCK)]
+    drivers.release()
+    victim = kill_a_driver_mid_shard(store, runs)
+    survivors = [run for run in runs if run is not victim]
+    restarted = drivers.start(per_shard=CLAIM_BLOCK if victim is not runs[1] else 512, wait_for_go=False)
+    expected_scores = memorization(masks, reference["train_correct"])
+    for result in drivers.finish([*survivors, restarted]):
+        assert_same(result, reference, exact=False)
+        pd.testing.assert_frame_equal(memorization(masks, result["train_correct"]), expected_scores)
+    assert claim_holders(store) == {}
+    trained = drivers.times_trained(n_models)
+    assert trained.max() == 1 and not trained[:64].any() and not trained[128:192].any()
+    stored = np.zeros(n_models, dtype=int)
+    for start, stop in store.stored_ranges():
+        stored[start:stop] += 1
+    assert (stored == 1).all(), np.flatnonzero(stored != 1)
+    assert [p.name for p in store.folder.glob("*.corrupt")] == [store.path(64, 128).with_suffix(".corrupt").name]
