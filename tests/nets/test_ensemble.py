@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from longtail.estimate import memorization
-from longtail.nets.data import PAD, crop_and_flip
+from longtail.nets.data import PAD, DataStreams, crop_and_flip, model_seeds
 from longtail.nets.config import TrainConfig
 from longtail.nets.ensemble import EnsembleResult, train_ensemble, train_one_by_one
-from longtail.nets.loop import lr_at, prepare_data, tf32_matmuls
+from longtail.nets.loop import Recipe, fit, init_model, lr_at, prepare_data, tf32_matmuls
 from longtail.nets.models import build_model
 from longtail.nets.sizing import CPU_SHARD_BYTES, bytes_per_model, models_in_memory
+from longtail.nets.stacking import StackedModels
 from tests.nets.digits_split import digits_split, subset_masks
 
 # The CPU's kernels, also on a machine with a GPU (tests/nets/test_cuda.py checks the GPU's).
@@ -288,3 +289,24 @@ def test_tf32_matmuls_hold_only_inside_and_restore_the_process_setting() -> None
     assert matmul.fp32_precision == before
     with tf32_matmuls(False):
         assert matmul.fp32_precision == before
+
+
+def test_an_empty_range_of_epochs_trains_nothing(digits) -> None:
+    """fit's ``epochs`` are the epochs it runs: an empty range (benchmarks/noise.py with --last
+    equal to the epoch count) runs none; it once counted as "not given" and ran every epoch."""
+    images, labels, _ = digits
+    data = prepare_data(images, labels, {}, 10, torch.device("cpu"), SMALL.dtype)
+    subsets = np.stack([np.flatnonzero(m) for m in subset_masks([400] * 2)])
+
+    def fitted(epochs: range) -> tuple[list[torch.Tensor], list[torch.Tensor], np.ndarray]:
+        net = StackedModels([init_model(SMALL, i, data.input_shape, 10) for i in range(2)])
+        before = [p.detach().clone() for p in net.parameters()]
+        streams = DataStreams(subsets, [model_seeds(SMALL.seed, i)[1] for i in range(2)], False)
+        losses = fit(net, streams, data, Recipe(SMALL), epochs=epochs)
+        return before, [p.detach() for p in net.parameters()], losses
+
+    before, after, losses = fitted(range(0))
+    assert all(torch.equal(a, b) for a, b in zip(before, after)) and not losses.any()
+    before, after, losses = fitted(range(1, 2))  # the control: one epoch moves every model and logs its loss
+    assert not any(torch.equal(a, b) for a, b in zip(before, after))
+    assert not losses[:, 0].any() and losses[:, 1].all()
