@@ -310,3 +310,27 @@ def test_an_empty_range_of_epochs_trains_nothing(digits) -> None:
     before, after, losses = fitted(range(1, 2))  # the control: one epoch moves every model and logs its loss
     assert not any(torch.equal(a, b) for a, b in zip(before, after))
     assert not losses[:, 0].any() and losses[:, 1].all()
+
+
+def test_calls_in_two_threads_train_one_after_the_other_each_with_its_own_threads(digits) -> None:
+    """Two threads of one process train at once (Kedro's ThreadRunner, a Dask worker with two
+    threads), with 1 and 2 CPU threads. Training sets torch's process-wide thread count: each
+    call holds the process for its whole run, so its progress reports never interleave with
+    the other's and always see its own thread count."""
+    import threading  # noqa: PLC0415
+
+    seen: list[tuple[int, int]] = []
+    start = threading.Barrier(2)
+
+    def run(threads: int) -> None:
+        start.wait()
+        config = replace(SMALL, threads=threads, models_in_memory=1)
+        train(train_ensemble, digits, subset_masks([400] * 8), config, progress=lambda done, total: seen.append((threads, torch.get_num_threads())))
+
+    workers = [threading.Thread(target=run, args=(threads,)) for threads in (1, 2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert [own for own, _ in seen] in ([1] * 8 + [2] * 8, [2] * 8 + [1] * 8)
+    assert all(own == current for own, current in seen)

@@ -12,7 +12,9 @@ rounding.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 
@@ -91,6 +93,22 @@ def _reorder(result: EnsembleResult, rows: np.ndarray) -> EnsembleResult:
     )
 
 
+def _one_call_per_process_at_a_time(train: Callable[..., EnsembleResult]) -> Callable[..., EnsembleResult]:
+    """``train`` holding a process-wide lock. Training sets state that belongs to the whole
+    process (torch's CPU thread count; under tf32, cuBLAS's matmul precision during each
+    epoch): a call running at once in another thread (Kedro's ThreadRunner, a Dask worker
+    with several threads) would change it under this one."""
+    lock = threading.RLock()
+
+    @functools.wraps(train)
+    def locked(*args: object, **kwargs: object) -> EnsembleResult:
+        with lock:
+            return train(*args, **kwargs)
+
+    return locked
+
+
+@_one_call_per_process_at_a_time
 def train_ensemble(
     images: np.ndarray,
     labels: np.ndarray,
