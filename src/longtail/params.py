@@ -193,7 +193,7 @@ def _or_auto(kind: Any, bounds: dict[str, float]) -> Any:
 
 #: The ``training`` block: every trainer setting of ``longtail.nets.config.TrainConfig`` (a
 #: new setting there is a new parameter here), the run's own fields above, and the store's
-#: ``models_per_shard``: models per stored shard (each one file, claimed, logged to MLflow and
+#: ``models_per_shard``: models per stored shard (each one file, logged to MLflow and
 #: lost to a crash together), auto = ``pipelines.training.nodes.STORE_SHARD`` for the device.
 TrainingParams = create_model(
     "TrainingParams",
