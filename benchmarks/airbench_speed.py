@@ -6,7 +6,7 @@ models. Kedro-free (the library, PyYAML and numpy), so it runs on a lent GPU mac
     python benchmarks/airbench_speed.py --device cuda --json airbench_speed.json
     python benchmarks/airbench_speed.py --device cpu --n-train 200 --n-test 50 --models 2 --stacks 1 2  # smoke
 
-For each stack size (``training.models_per_shard``), after a warm-up: ``--models`` models train
+For each stack size (``training.models_in_memory``), after a warm-up: ``--models`` models train
 ``--epochs`` epochs on random 70% subsets without evaluation (seconds per epoch), then one epoch
 with the study's evaluation, every training and test image under the preset's test-time
 augmentation (the difference is the evaluation's cost). One model of the preset costs
@@ -70,14 +70,14 @@ def main() -> None:
     n = args.n_train + args.n_test
     images, labels = rng.random((n, 3, 32, 32), dtype=np.float32), rng.integers(0, 10, n)
     data = (images[: args.n_train], labels[: args.n_train], images[args.n_train :], labels[args.n_train :])
-    seconds(replace(preset, epochs=1, models_per_shard=1), data, 1, evaluate=True)  # warm-up
+    seconds(replace(preset, epochs=1, models_in_memory=1), data, 1, evaluate=True)  # warm-up
     result: dict = {
         "device": str(resolve_device(args.device)), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "cpu": platform.processor() or platform.machine(), "torch": torch.__version__, "precision": preset.precision,
         "n_train": args.n_train, "n_test": args.n_test, "models": args.models, "preset_epochs": preset.epochs, "stacks": {},
     }
     for stack in args.stacks:
-        config = replace(preset, models_per_shard=stack)
+        config = replace(preset, models_in_memory=stack)
         training = seconds(replace(config, epochs=args.epochs), data, args.models, evaluate=False)
         epoch = training / args.epochs / args.models
         evaluation = max(seconds(replace(config, epochs=1), data, args.models, evaluate=True) / args.models - epoch, 0.0)

@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from longtail.executors import (
-    DaskExecutor,
-    LocalExecutor,
-    TrainingData,
-    train_shard,
-    train_with_store,
-    worker_device,
-)
+from longtail.dask_worker import worker_device
+from longtail.executors import DaskExecutor, LocalExecutor, TrainingData, train_shard, train_with_store
 from longtail.nets.config import TrainConfig, available_cpus
 from longtail.pipelines.sampling.nodes import subset_mask
 from longtail.shards import ARRAYS, ShardStore
@@ -82,6 +76,43 @@ def test_dask_local_cluster_gives_the_local_results(tmp_path: Path, data: Traini
     assert_same(distributed, local, exact=False)  # other processes, other thread counts
     assert [w["nthreads"] for w in workers] == [1, 1]  # one shard at a time per worker
     assert threads == {max(1, available_cpus() // 2)}  # the worker's share of the cores, not threads x threads
+
+
+def test_a_worker_with_two_threads_trains_one_shard_at_a_time(tmp_path: Path, data: TrainingData) -> None:
+    """A plain `dask worker` runs as many tasks at once as it has threads, and a shard sets
+    torch's process-wide state: a worker process must train one shard at a time whatever its
+    thread count. On an external cluster whose one worker has 2 threads, the worker's own
+    state, sampled all along, never shows two shards executing; it trains with every core its
+    process may use, and the models are the local ones."""
+    import threading  # noqa: PLC0415
+
+    from distributed import LocalCluster  # noqa: PLC0415
+
+    local, _ = train_with_store(ShardStore(tmp_path / "local", {"t": 1}), masks(8), data, CONFIG, 2, LocalExecutor())
+    executing: list[int] = []
+    done = threading.Event()
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1", dashboard_address=None) as cluster,
+        DaskExecutor(address=cluster.scheduler_address, workers=1) as executor,
+    ):
+
+        def sample() -> None:  # a lambda: the worker cannot import this module, it gets the code itself
+            while not done.wait(0.005):
+                executing.extend(executor._client.run(lambda dask_worker: len(dask_worker.state.executing)).values())
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            distributed, trained = train_with_store(ShardStore(tmp_path / "dask", {"t": 1}), masks(8), data, CONFIG, 2, executor)
+        finally:
+            done.set()
+            sampler.join()
+        (threads,) = executor._client.run(torch.get_num_threads).values()
+        (worker,) = executor._client.scheduler_info()["workers"].values()
+    assert worker["nthreads"] == 2 and trained == 8
+    assert max(executing) == 1 and executing.count(1) >= 3, executing  # sampled while shards trained
+    assert threads == available_cpus()
+    assert_same(distributed, local, exact=False)
 
 
 @pytest.mark.parametrize(

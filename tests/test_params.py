@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
+import re
 from dataclasses import Field, fields
 from pathlib import Path
 from typing import get_type_hints
@@ -181,3 +182,21 @@ def test_every_node_receives_its_parameter_blocks_typed() -> None:
 def _pipeline_modules() -> list:
     folder = Path(longtail.pipelines.__file__).parent
     return [importlib.import_module(f"longtail.pipelines.{p.name}") for p in sorted(folder.iterdir()) if (p / "pipeline.py").exists()]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"models_per_shard": 0}, "training.models_per_shard=0: Input should be greater than or equal to 1, or 'auto'"),
+        ({"models_in_memory": 0}, "training.models_in_memory=0: Input should be greater than or equal to 1, or 'auto'"),
+        ({"models_per_shard": 8, "models_in_memory": 9}, "training.models_in_memory=9 exceeds training.models_per_shard=8"),
+    ],
+)
+def test_the_store_shard_and_the_models_in_memory_are_checked_apart(parameters: dict, changes: dict, expected: str) -> None:
+    bad = copy.deepcopy(parameters)
+    bad["training"].update(changes)
+    with pytest.raises(InvalidParameters, match=re.escape(expected)):
+        validate_parameters(bad)
+    fine = copy.deepcopy(parameters)
+    fine["training"].update(models_per_shard=8, models_in_memory=8)
+    assert validate_parameters(fine).training.models_in_memory == 8

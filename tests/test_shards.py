@@ -82,6 +82,9 @@ def test_a_damaged_shard_is_reported_and_set_aside(tmp_path: Path, damage: str, 
         masks_hash = lambda start, stop: "different"  # noqa: E731
     else:
         path.write_bytes(b"not a zip file at all")
+    assert list(store.load_new(10, masks_hash)) == ([] if damage == "other_masks" else [(4, 8)])
+    assert path.exists() and path.name not in caplog.text  # left to the holder of its block's claim
+    assert store.try_claim(0, stale_after_s=600)
     found = store.load_new(10, masks_hash)
     if damage == "other_masks":
         assert found == {}
@@ -136,6 +139,16 @@ def test_a_claim_is_exclusive_until_released(tmp_path: Path) -> None:
     assert other.try_claim(0, stale_after_s=3600)
     store.release(0)  # no longer this store's claim: nothing happens
     assert not store.try_claim(0, stale_after_s=3600)
+
+
+def test_claims_are_released_however_their_block_is_left(tmp_path: Path) -> None:
+    store, other = ShardStore(tmp_path, IDENTITY), ShardStore(tmp_path, IDENTITY)
+    assert other.try_claim(2, stale_after_s=3600)
+    with pytest.raises(FileNotFoundError), store.claims([0, 1, 2], stale_after_s=3600) as won:
+        assert won == {0, 1}  # block 2 is the other run's
+        assert not other.try_claim(0, stale_after_s=3600)
+        raise FileNotFoundError("a crash between the claim and the training")
+    assert other.try_claim(0, stale_after_s=3600) and other.try_claim(1, stale_after_s=3600)
 
 
 def test_a_claim_file_appears_with_its_content(tmp_path: Path) -> None:

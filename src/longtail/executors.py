@@ -9,7 +9,6 @@ train. Kedro-free.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import Counter
@@ -79,51 +78,16 @@ class LocalExecutor:
             yield train_shard(data, masks[start:stop], start, config)
 
 
-def worker_device(device: str, worker_name: object, n_gpus: int) -> str:
-    """The device a Dask worker trains on. ``cpu``, ``mps`` and ``cuda:N`` are kept; ``cuda``
-    and ``auto`` on a GPU worker are pinned to one GPU: the only one the worker sees (as when
-    each worker is started with its own ``CUDA_VISIBLE_DEVICES``), else GPU (worker index mod
-    #GPUs), the index being the worker's name (``LocalCluster``: 0, 1, …) or its trailing
-    number (``dask worker --name gpu-3``). Never a hash: pinning must be the same in every
-    process."""
-    if device not in ("auto", "cuda") or n_gpus == 0:
-        return device
-    if n_gpus == 1:
-        return "cuda:0"
-    number = re.search(r"(\d+)$", str(worker_name))
-    if number is None:
-        raise ValueError(
-            f"Dask worker {worker_name!r} sees {n_gpus} GPUs and has no index to pick one by: start one "
-            "worker per GPU, each with CUDA_VISIBLE_DEVICES=<gpu> or --name gpu-<index>"
-        )
-    return f"cuda:{int(number.group(1)) % n_gpus}"
-
-
-def _worker_config(config: TrainConfig) -> TrainConfig:
-    """The worker's device (see ``worker_device``; made the current CUDA device). Its CPU
-    threads are those the driver gave it (a ``LocalCluster`` shares the cores out), else
-    ``train_ensemble``'s default: every core the worker process may use."""
-    import torch  # noqa: PLC0415
-    from distributed import get_worker  # noqa: PLC0415
-
-    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    device = worker_device(config.device, get_worker().name, n_gpus)
-    if device.startswith("cuda:"):
-        torch.cuda.set_device(device)
-    return replace(config, device=device)
-
-
-def _train_shard_on_worker(data: TrainingData, masks: np.ndarray, start: int, config: TrainConfig) -> Shard:
-    return train_shard(data, masks, start, _worker_config(config))
-
-
 class DaskExecutor:
     """Submits shards to a ``dask.distributed`` cluster: the one at ``address``, or a
     ``LocalCluster`` of ``workers`` processes started (on 127.0.0.1) for the run.
 
-    A worker trains one shard at a time: a ``LocalCluster`` worker has one Dask thread and
-    trains with its share of the cores as torch threads (never threads × threads); on an
-    external cluster whose workers advertise a ``GPU`` resource, each shard asks for one GPU.
+    A worker process trains one shard at a time, whatever its thread count: each worker is
+    given one ``dask_worker.SHARD_SLOT`` resource and each shard asks for it (see
+    ``longtail.dask_worker``). A ``LocalCluster`` worker trains with its share of the cores as
+    torch threads (never threads × threads), a worker of an external cluster with every core
+    its process may use; where workers advertise a ``GPU`` resource, each shard also asks for
+    one GPU.
     """
 
     def __init__(self, address: str | None, workers: int) -> None:
@@ -133,6 +97,8 @@ class DaskExecutor:
 
     def __enter__(self) -> DaskExecutor:
         from distributed import Client, LocalCluster  # noqa: PLC0415
+
+        from longtail.dask_worker import OneShardAtATime  # noqa: PLC0415 - it needs distributed
 
         if self.address:
             self._client = Client(self.address)
@@ -145,6 +111,7 @@ class DaskExecutor:
                 dashboard_address=None,
             )
             self._client = Client(self._cluster)
+        self._client.register_plugin(OneShardAtATime())
         logger.info("training on Dask cluster %s", self._client.scheduler.address)
         return self
 
@@ -158,20 +125,25 @@ class DaskExecutor:
             return config
         return replace(config, threads=max(1, available_cpus() // self.workers))
 
-    def _task_resources(self) -> dict[str, int] | None:
+    def _task_resources(self) -> dict[str, int]:
+        from longtail.dask_worker import SHARD_SLOT  # noqa: PLC0415
+
         workers = self._client.scheduler_info()["workers"].values()
-        return {"GPU": 1} if any("GPU" in w.get("resources", {}) for w in workers) else None
+        gpu = {"GPU": 1} if any("GPU" in w.get("resources", {}) for w in workers) else {}
+        return {SHARD_SLOT: 1, **gpu}
 
     def map_unordered(
         self, data: TrainingData, masks: np.ndarray, ranges: Sequence[Range], config: TrainConfig
     ) -> Iterator[Shard]:
         from distributed import as_completed  # noqa: PLC0415
 
+        from longtail.dask_worker import train_shard_on_worker  # noqa: PLC0415
+
         shared = self._client.scatter(data, broadcast=True)
         config, resources = self._task_config(config), self._task_resources()
         futures = [
             self._client.submit(
-                _train_shard_on_worker, shared, masks[start:stop], start, config, pure=False, resources=resources
+                train_shard_on_worker, shared, masks[start:stop], start, config, pure=False, resources=resources
             )
             for start, stop in ranges
         ]
@@ -244,29 +216,26 @@ def train_with_store(
     with _Heartbeat(store, stale_after_s / 4):
         while todo := missing_ranges(n_models, per_shard, list(shards)):
             wanted = sorted({block for start, stop in todo for block in blocks_of(start, stop)})
-            mine = {block for block in wanted if store.try_claim(block, stale_after_s)}
-            # a block's shards are written before its claim is released: whatever another run
-            # finished before we won the claim is in the store now, and is not trained again
-            shards.update(store.load_new(n_models, masks_hash, known=shards))
-            others = [block_range(block, n_models) for block in range(blocks_of(0, n_models).stop) if block not in mine]
-            ranges = missing_ranges(n_models, per_shard, list(shards) + others)
-            pending = Counter(block for start, stop in ranges for block in blocks_of(start, stop))
-            if not mine:
-                logger.info("waiting for %d blocks claimed by another run in %s", len(wanted), store.folder)
-                time.sleep(poll_s)
-            try:
+            with store.claims(wanted, stale_after_s) as mine:  # released on leaving, also on error
+                # a block's shards are written before its claim is released: whatever another run
+                # finished before we won the claim is in the store now, and is not trained again
+                # (a damaged shard of a block we now hold is set aside here)
+                shards.update(store.load_new(n_models, masks_hash, known=shards))
+                others = [block_range(b, n_models) for b in range(blocks_of(0, n_models).stop) if b not in mine]
+                ranges = missing_ranges(n_models, per_shard, list(shards) + others)
+                pending = Counter(block for start, stop in ranges for block in blocks_of(start, stop))
+                if not mine:
+                    logger.info("waiting for %d blocks claimed by another run in %s", len(wanted), store.folder)
+                    time.sleep(poll_s)
                 for shard in executor.map_unordered(data, masks, ranges, config) if ranges else ():
                     store.write(shard, masks_hash(shard.start, shard.stop))
                     shards[(shard.start, shard.stop)] = shard
                     for block in blocks_of(shard.start, shard.stop):
                         pending[block] -= 1
                         if not pending[block]:
-                            store.release(block)  # its last shard is stored
+                            store.release(block)  # its last shard is stored (claims() skips it then)
                     progress.update(shard)
                     on_shard(shard, masks[shard.start : shard.stop])
-            finally:
-                for block in mine:
-                    store.release(block)  # no-op for a block released above
             shards.update(store.load_new(n_models, masks_hash, known=shards))
     return assemble(shards, n_models), progress.trained
 

@@ -171,8 +171,16 @@ def _or_auto(kind: Any) -> Any:
 
 
 #: The ``training`` block: every trainer setting of ``longtail.nets.config.TrainConfig`` (a
-#: new setting there is a new parameter here) and the run's own fields above.
-TrainingParams = create_model("TrainingParams", __base__=_TrainingRun, __module__=__name__, **_trainer_settings())
+#: new setting there is a new parameter here), the run's own fields above, and the store's
+#: ``models_per_shard``: models per stored shard (each one file, logged to MLflow and
+#: lost to a crash together), auto = ``pipelines.training.nodes.STORE_SHARD`` for the device.
+TrainingParams = create_model(
+    "TrainingParams",
+    __base__=_TrainingRun,
+    __module__=__name__,
+    **_trainer_settings(),
+    models_per_shard=(_or_auto(Annotated[int, Field(ge=1)]), "auto"),
+)
 
 
 def device_problem(device: str) -> str | None:
@@ -283,11 +291,16 @@ class StudyParams(_Block):
 
     @model_validator(mode="after")
     def _shard_fits(self) -> StudyParams:
-        shard = self.training.models_per_shard
+        shard, in_memory = self.training.models_per_shard, self.training.models_in_memory
         if isinstance(shard, int) and shard > self.sampling.n_models:
             raise ValueError(
                 f"training.models_per_shard={shard} exceeds sampling.n_models="
                 f"{self.sampling.n_models}; allowed: at most n_models, or 'auto'"
+            )
+        if isinstance(shard, int) and isinstance(in_memory, int) and in_memory > shard:
+            raise ValueError(
+                f"training.models_in_memory={in_memory} exceeds training.models_per_shard={shard}: only the "
+                "models of one stored shard train together; allowed: at most models_per_shard, or 'auto'"
             )
         return self
 

@@ -20,7 +20,8 @@ import socket
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,9 +145,14 @@ class ShardStore:
     def load_new(
         self, n_models: int, masks_hash_of: Callable[[int, int], str], known: Collection[tuple[int, int]] = ()
     ) -> dict[tuple[int, int], Shard]:
-        """Every intact stored shard inside [0, n_models) not in ``known``. A corrupt one is
-        reported by name, renamed ``*.corrupt`` and left to be retrained.
-        ``masks_hash_of(start, stop)`` hashes the current masks of those models."""
+        """Every intact stored shard inside [0, n_models) not in ``known``; a damaged one is
+        skipped. ``masks_hash_of(start, stop)`` hashes the current masks of those models.
+
+        Only the holder of the claim on a shard's first block touches its file: while this
+        store holds it, a damaged shard is reported by name and renamed ``*.corrupt`` (its
+        models are then missing, and trained again under that claim). Any other run leaves the
+        file alone, so two runs meeting one damaged shard never both set it aside, nor one set
+        aside the file the other has just written in its place."""
         found: dict[tuple[int, int], Shard] = {}
         for start, stop in self.stored_ranges():
             if stop > n_models or (start, stop) in known:
@@ -155,8 +161,11 @@ class ShardStore:
             try:
                 found[(start, stop)] = self.read(path, masks_hash_of(start, stop))
             except CorruptShard as error:
-                logger.warning("discarding a stored shard, it will be retrained: %s", error)
-                path.replace(path.with_suffix(".corrupt"))
+                if blocks_of(start, stop)[0] in self._held:
+                    logger.warning("discarding a stored shard, it will be retrained: %s", error)
+                    path.replace(path.with_suffix(".corrupt"))
+                else:
+                    logger.debug("skipping a stored shard, left to the holder of its claim: %s", error)
         return found
 
     def _claim_path(self, block: int, generation: int) -> Path:
@@ -189,6 +198,21 @@ class ShardStore:
         for _, superseded in generations:
             superseded.unlink(missing_ok=True)
         return True
+
+    @contextmanager
+    def claims(self, blocks: Iterable[int], stale_after_s: float) -> Iterator[set[int]]:
+        """Claim every one of ``blocks`` that no live run holds (``try_claim``) and yield
+        those won; all are released on leaving, however the block is left, so a run that
+        fails anywhere after claiming never keeps its claims until they go stale."""
+        won: set[int] = set()
+        try:
+            for block in blocks:
+                if self.try_claim(block, stale_after_s):
+                    won.add(block)
+            yield won
+        finally:
+            for block in won:
+                self.release(block)
 
     def release(self, block: int) -> None:
         """Give a claimed block back, unless another run has taken it over meanwhile: the

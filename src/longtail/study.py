@@ -33,7 +33,7 @@ def train_config(params: TrainingParams, seed: int | None = None) -> TrainConfig
         | {
             "seed": params.seed if seed is None else seed,
             "precision": resolve_precision(params.precision, params.device),
-            "models_per_shard": None if params.models_per_shard == "auto" else params.models_per_shard,
+            "models_in_memory": None if params.models_in_memory == "auto" else params.models_in_memory,
         }
     )
 

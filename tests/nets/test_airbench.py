@@ -192,7 +192,7 @@ def test_the_recipe_trains_stacked_models_as_it_trains_them_one_by_one() -> None
     rng = np.random.default_rng(0)
     images, labels = rng.random((32, *SHAPE)).astype(np.float32), np.arange(32) % 4
     masks = subset_masks([16, 16], n=24)
-    config = replace(RECIPE, epochs=WHITEN_BIAS_EPOCHS + 1, batch_size=8, models_per_shard=2)
+    config = replace(RECIPE, epochs=WHITEN_BIAS_EPOCHS + 1, batch_size=8, models_in_memory=2)
     eval_sets = {"test": (images[24:], labels[24:])}
     stacked = train_ensemble(images[:24], labels[:24], masks, np.array([3, 8]), config, 4, eval_sets)
     alone = train_one_by_one(images[:24], labels[:24], masks, np.array([3, 8]), config, 4, eval_sets)

@@ -121,7 +121,7 @@ def test_the_shard_planner_never_underestimates_gpu_memory(arch, shape, precisio
     evaluating must stay below estimate / GPU_MEMORY_FRACTION, or such a shard could run out of
     memory on a card that is otherwise empty."""
     n_models, n_train = 8, 2048
-    config = replace(TrainConfig(), model=arch, precision=precision, device="cuda", epochs=1, models_per_shard=n_models)
+    config = replace(TrainConfig(), model=arch, precision=precision, device="cuda", epochs=1, models_in_memory=n_models)
     rng = np.random.default_rng(0)
     images = rng.random((n_train, *shape), dtype=np.float32)
     labels = rng.integers(0, 10, n_train)

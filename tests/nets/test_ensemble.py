@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from longtail.estimate import memorization
-from longtail.nets.data import PAD, crop_and_flip
+from longtail.nets.data import PAD, DataStreams, crop_and_flip, model_seeds
 from longtail.nets.config import TrainConfig
 from longtail.nets.ensemble import EnsembleResult, train_ensemble, train_one_by_one
-from longtail.nets.loop import lr_at, prepare_data, tf32_matmuls
+from longtail.nets.loop import Recipe, fit, init_model, lr_at, prepare_data, tf32_matmuls
 from longtail.nets.models import build_model
-from longtail.nets.sizing import CPU_SHARD_BYTES, bytes_per_model, models_per_shard
+from longtail.nets.sizing import CPU_SHARD_BYTES, bytes_per_model, models_in_memory
+from longtail.nets.stacking import StackedModels
 from tests.nets.digits_split import digits_split, subset_masks
 
 # The CPU's kernels, also on a machine with a GPU (tests/nets/test_cuda.py checks the GPU's).
@@ -152,9 +153,9 @@ def test_compiled_network_trains_the_same_models_on_cpu(digits):
 def test_models_depend_only_on_seed_and_model_id(digits):
     masks = subset_masks([700] * 5)
     ids = np.array([3, 17, 4, 8, 99])
-    config = replace(EXACT, models_per_shard=5)
+    config = replace(EXACT, models_in_memory=5)
     together = train(train_ensemble, digits, masks, config, ids)
-    in_pairs = train(train_ensemble, digits, masks, replace(config, models_per_shard=2), ids)
+    in_pairs = train(train_ensemble, digits, masks, replace(config, models_in_memory=2), ids)
     assert_same_models(together, in_pairs)
     alone = train(train_ensemble, digits, masks[3:4], config, ids[3:4])
     np.testing.assert_allclose(alone.true_prob["test"], together.true_prob["test"][3:4], rtol=0, atol=FP64_ATOL)
@@ -175,7 +176,7 @@ def test_mixed_subset_sizes_keep_row_order(digits):
 def test_progress_and_log_per_shard(digits, caplog):
     calls = []
     with caplog.at_level(logging.INFO, logger="longtail.nets.ensemble"):
-        train(train_ensemble, digits, subset_masks([500] * 3 + [400]), replace(SMALL, epochs=1, models_per_shard=2),
+        train(train_ensemble, digits, subset_masks([500] * 3 + [400]), replace(SMALL, epochs=1, models_in_memory=2),
               progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 4), (3, 4), (4, 4)]
     assert len([r for r in caplog.records if "models/s" in r.getMessage()]) == 3
@@ -264,7 +265,7 @@ def test_the_shard_planner_counts_float64_weights_at_eight_bytes():
     config = TrainConfig(hidden_sizes=(512, 256), device="cpu")
     fp64 = replace(config, precision="fp64")
     assert bytes_per_model(fp64, (1, 28, 28), 10) == 2 * bytes_per_model(config, (1, 28, 28), 10)
-    per_shard = models_per_shard(fp64, torch.device("cpu"), (1, 28, 28), 10)
+    per_shard = models_in_memory(fp64, torch.device("cpu"), (1, 28, 28), 10)
     assert per_shard * bytes_per_model(fp64, (1, 28, 28), 10) <= CPU_SHARD_BYTES
 
 
@@ -288,3 +289,48 @@ def test_tf32_matmuls_hold_only_inside_and_restore_the_process_setting() -> None
     assert matmul.fp32_precision == before
     with tf32_matmuls(False):
         assert matmul.fp32_precision == before
+
+
+def test_an_empty_range_of_epochs_trains_nothing(digits) -> None:
+    """fit's ``epochs`` are the epochs it runs: an empty range (benchmarks/noise.py with --last
+    equal to the epoch count) runs none; it once counted as "not given" and ran every epoch."""
+    images, labels, _ = digits
+    data = prepare_data(images, labels, {}, 10, torch.device("cpu"), SMALL.dtype)
+    subsets = np.stack([np.flatnonzero(m) for m in subset_masks([400] * 2)])
+
+    def fitted(epochs: range) -> tuple[list[torch.Tensor], list[torch.Tensor], np.ndarray]:
+        net = StackedModels([init_model(SMALL, i, data.input_shape, 10) for i in range(2)])
+        before = [p.detach().clone() for p in net.parameters()]
+        streams = DataStreams(subsets, [model_seeds(SMALL.seed, i)[1] for i in range(2)], None)
+        losses = fit(net, streams, data, Recipe(SMALL), epochs=epochs)
+        return before, [p.detach() for p in net.parameters()], losses
+
+    before, after, losses = fitted(range(0))
+    assert all(torch.equal(a, b) for a, b in zip(before, after)) and not losses.any()
+    before, after, losses = fitted(range(1, 2))  # the control: one epoch moves every model and logs its loss
+    assert not any(torch.equal(a, b) for a, b in zip(before, after))
+    assert not losses[:, 0].any() and losses[:, 1].all()
+
+
+def test_calls_in_two_threads_train_one_after_the_other_each_with_its_own_threads(digits) -> None:
+    """Two threads of one process train at once (Kedro's ThreadRunner, a Dask worker with two
+    threads), with 1 and 2 CPU threads. Training sets torch's process-wide thread count: each
+    call holds the process for its whole run, so its progress reports never interleave with
+    the other's and always see its own thread count."""
+    import threading  # noqa: PLC0415
+
+    seen: list[tuple[int, int]] = []
+    start = threading.Barrier(2)
+
+    def run(threads: int) -> None:
+        start.wait()
+        config = replace(SMALL, threads=threads, models_in_memory=1)
+        train(train_ensemble, digits, subset_masks([400] * 8), config, progress=lambda done, total: seen.append((threads, torch.get_num_threads())))
+
+    workers = [threading.Thread(target=run, args=(threads,)) for threads in (1, 2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert [own for own, _ in seen] in ([1] * 8 + [2] * 8, [2] * 8 + [1] * 8)
+    assert all(own == current for own, current in seen)

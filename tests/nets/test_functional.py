@@ -125,23 +125,23 @@ def test_swapping_two_models_masks_is_caught(digits, caplog) -> None:
 
 
 def test_a_model_depends_only_on_seed_and_model_id(wine, caplog) -> None:
-    masks, config = masks_for(4, 140), replace(SHORT, model="custom_models:batch_norm", models_per_shard=4)
+    masks, config = masks_for(4, 140), replace(SHORT, model="custom_models:batch_norm", models_in_memory=4)
     with vmap_runs(caplog):
         together = train(train_ensemble, wine, masks, config)
-        in_pairs = train(train_ensemble, wine, masks, replace(config, models_per_shard=2))
+        in_pairs = train(train_ensemble, wine, masks, replace(config, models_in_memory=2))
     assert_same_models(together, in_pairs)
 
 
 def test_a_module_vmap_cannot_run_trains_one_by_one_with_one_log_line(digits, caplog) -> None:
     vmappable.cache_clear()
-    masks, config = masks_for(4, 1000), replace(SHORT, model="custom_models:sign_gate", models_per_shard=2)
+    masks, config = masks_for(4, 1000), replace(SHORT, model="custom_models:sign_gate", models_in_memory=2)
     with caplog.at_level(logging.WARNING, logger="longtail.nets.functional"):
         fallback = train(train_ensemble, digits, masks, config)
     lines = [r.getMessage() for r in caplog.records if "cannot be vmapped" in r.getMessage()]
     assert len(lines) == 1 and "custom_models:sign_gate" in lines[0] and "data-dependent control flow" in lines[0]
     # the models of the ids and subsets given, whatever their shard and place in it (the same
     # loop, bit for bit; comparing with train_one_by_one would compare that loop with itself)
-    reversed_in_one_shard = train(train_ensemble, digits, masks[::-1], replace(config, models_per_shard=4), np.arange(4)[::-1])
+    reversed_in_one_shard = train(train_ensemble, digits, masks[::-1], replace(config, models_in_memory=4), np.arange(4)[::-1])
     np.testing.assert_array_equal(fallback.true_prob["test"], reversed_in_one_shard.true_prob["test"][::-1])
     assert np.abs(fallback.true_prob["test"][0] - fallback.true_prob["test"][1]).mean() > 10 * MAX_MEAN_DP  # distinct models
     assert fallback.true_prob["test"].mean() > 0.5  # that learn

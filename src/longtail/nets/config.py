@@ -96,8 +96,10 @@ class TrainConfig:
     device: str = setting("auto", identity=False, check=_device_name)
     # training only; evaluation runs in fp32 (fp64 for fp64). auto: bf16 autocast on CUDA, else fp32
     precision: str = setting("fp32", auto=True, choices=PRECISIONS)
-    # None (the parameter's auto) = from device memory (CUDA) or CPU_SHARD_BYTES (nets.sizing)
-    models_per_shard: int | None = setting(None, identity=False, auto=True, ge=1)
+    # models trained together as one batched computation (held in memory at once); None (the
+    # parameter's auto) = from device memory (CUDA) or CPU_SHARD_BYTES (nets.sizing). How many
+    # models a stored shard holds is the store's business (training.models_per_shard).
+    models_in_memory: int | None = setting(None, identity=False, auto=True, ge=1)
     augment: bool = False  # random 4-px-padded crop + horizontal flip of every training image (the recipe's own for airbench94)
     # test-time augmentation: evaluation (hence correctness) judges the mean logits over these views
     tta: str = setting("none", choices=TTAS, identity="when_set")

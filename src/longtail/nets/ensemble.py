@@ -12,7 +12,9 @@ rounding.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 
@@ -24,7 +26,7 @@ from longtail.nets.config import TrainConfig, available_cpus, precision_problem,
 from longtail.nets.functional import VmappedEnsemble, vmappable
 from longtail.nets.loop import EnsembleResult, Pack, Recipe, Shard, SingleModel, prepare_data, train_shard
 from longtail.nets.models import is_builtin
-from longtail.nets.sizing import models_per_shard
+from longtail.nets.sizing import models_in_memory
 from longtail.nets.stacking import StackedModels
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,22 @@ def _reorder(result: EnsembleResult, rows: np.ndarray) -> EnsembleResult:
     )
 
 
+def _one_call_per_process_at_a_time(train: Callable[..., EnsembleResult]) -> Callable[..., EnsembleResult]:
+    """``train`` holding a process-wide lock. Training sets state that belongs to the whole
+    process (torch's CPU thread count; under tf32, cuBLAS's matmul precision during each
+    epoch): a call running at once in another thread (Kedro's ThreadRunner, a Dask worker
+    with several threads) would change it under this one."""
+    lock = threading.RLock()
+
+    @functools.wraps(train)
+    def locked(*args: object, **kwargs: object) -> EnsembleResult:
+        with lock:
+            return train(*args, **kwargs)
+
+    return locked
+
+
+@_one_call_per_process_at_a_time
 def train_ensemble(
     images: np.ndarray,
     labels: np.ndarray,
@@ -122,7 +140,7 @@ def train_ensemble(
         torch.set_num_threads(config.threads or available_cpus())
     data = prepare_data(images, labels, eval_sets, n_classes, device, config.dtype)
     pack = pack or implementation(config, data.input_shape, n_classes, data.device)
-    per_shard = 1 if pack is SingleModel else models_per_shard(config, data.device, data.input_shape, n_classes)
+    per_shard = 1 if pack is SingleModel else models_in_memory(config, data.device, data.input_shape, n_classes)
     recipe = recipe_for(config)
     total, done, started = len(masks), 0, time.perf_counter()
     results: list[EnsembleResult] = []

@@ -315,7 +315,7 @@ def fit(
     optimizer = optimizer or recipe.optimizer(net)
     loss_sums = torch.zeros(k, config.epochs, dtype=data.images.dtype, device=data.device)
     net.train()
-    for epoch in epochs or range(config.epochs):
+    for epoch in range(config.epochs) if epochs is None else epochs:  # an empty range runs none
         plan = streams.next_epoch(data.device)
         recipe.start_epoch(net, epoch)
         with tf32_matmuls(config.precision == "tf32"):

@@ -1,4 +1,4 @@
-"""How many models train together as one shard when ``models_per_shard`` is not set: the
+"""How many models train together as one shard when ``models_in_memory`` is not set: the
 memory one model needs (weights, gradients, momenta and activations, measured by one forward
 pass) against the device's budget."""
 
@@ -37,10 +37,10 @@ def bytes_per_model(config: TrainConfig, input_shape: tuple[int, int, int], n_cl
     return config.dtype.itemsize * (4 * params + 3 * config.batch_size * activations)
 
 
-def models_per_shard(config: TrainConfig, device: torch.device, input_shape: tuple[int, int, int], n_classes: int) -> int:
+def models_in_memory(config: TrainConfig, device: torch.device, input_shape: tuple[int, int, int], n_classes: int) -> int:
     """Configured, or as many models as fit the memory budget of ``device``."""
-    if config.models_per_shard is not None:
-        return config.models_per_shard
+    if config.models_in_memory is not None:
+        return config.models_in_memory
     if device.type == "cuda":
         budget = GPU_MEMORY_FRACTION * torch.cuda.mem_get_info(device)[0]
     else:

@@ -32,7 +32,7 @@ DIAGNOSTICS = DiagnosticsParams(seed=0, top_k=10, model_counts=(4, 8, 50), targe
 SCORING = ScoringParams(influence_threshold=0.15, memorization_threshold=0.25, top_k=2, max_block_mb=1)
 TRAINING = TrainingParams.model_validate({
     "model": "mlp", "hidden_sizes": [32], "epochs": 3, "batch_size": 32, "lr": 0.05, "momentum": 0.9,
-    "weight_decay": 0.0005, "schedule": "linear", "seed": 0, "device": "cpu", "models_per_shard": 2,
+    "weight_decay": 0.0005, "schedule": "linear", "seed": 0, "device": "cpu", "models_in_memory": 2,
 })
 
 

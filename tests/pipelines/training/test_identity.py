@@ -17,7 +17,7 @@ BASE = TrainConfig(model="cnn", hidden_sizes=(64,), epochs=2, device="cpu", prec
     "change",
     [
         {"device": "cuda"},
-        {"models_per_shard": 7},
+        {"models_in_memory": 7},
         {"compile": True},
         {"threads": 3},
         {"keep_models": True},

@@ -76,3 +76,31 @@ def test_subset_models_that_do_not_fit_their_own_examples_are_reported_with_what
         assert fit < 0.5 and len(warnings) == 1
         assert f"fit only {fit:.1%}" in warnings[0] and "training.min_subset_fit=0.99" in warnings[0]
         assert "3 optimizer steps (1 epochs of 3 batches of 32)" in warnings[0] and "raise training.epochs" in warnings[0]
+
+
+def test_a_stored_shard_and_the_models_trained_together_are_sized_apart(
+    splits: tuple[np.ndarray, ...], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """models_per_shard sizes the store (files, claims, MLflow batches), models_in_memory the
+    trainer's batched computations: one shard of 4 models, trained one model at a time."""
+    masks = np.stack([np.random.default_rng(t).permutation(100) < 70 for t in range(4)])
+    training = TrainingParams.model_validate(TRAINING.model_dump() | {"models_per_shard": 4, "models_in_memory": 1})
+    with caplog.at_level(logging.INFO, logger="longtail.nets.ensemble"):
+        train_subset_models(*splits, masks, tmp_path, training, SAMPLING)
+    assert [path.name for path in tmp_path.rglob("shard-*.npz")] == ["shard-0000000-0000004.npz"]
+    trained = [r.getMessage().split(" (")[0] for r in caplog.records if r.name == "longtail.nets.ensemble"]
+    assert trained == [f"trained {k}/4 models" for k in range(1, 5)]
+
+
+def test_a_store_written_under_the_single_shard_setting_is_resumed(splits: tuple[np.ndarray, ...], tmp_path: Path) -> None:
+    """Before the split, models_per_shard (here 2) sized both the shards and the models trained
+    together. Its store keeps its folder (the experiment id below is the one computed then) and
+    is reused whole under the new settings, shards of 2 and all."""
+    masks = np.stack([np.random.default_rng(t).permutation(100) < 70 for t in range(4)])
+    before = train_subset_models(*splits, masks, tmp_path, TRAINING, SAMPLING)
+    assert before[6]["experiment"] == "97e9050ceb00af6e"
+    training = TrainingParams.model_validate(TRAINING.model_dump() | {"models_per_shard": "auto", "models_in_memory": 3})
+    resumed = train_subset_models(*splits, masks, tmp_path, training, SAMPLING)
+    assert resumed[5]["models_reused_from_store"]["value"] == 4
+    for old, new in zip(before[:4], resumed[:4]):
+        np.testing.assert_array_equal(old, new)

@@ -21,8 +21,8 @@ from longtail.tracking import BackgroundLogger
 logger = logging.getLogger(__name__)
 
 # Models per stored shard when `training.models_per_shard` is auto: what a crash can lose, and
-# how often progress and MLflow logging happen. The trainer still picks its own (memory-based)
-# batch of models inside a shard.
+# how often progress and MLflow logging happen. How many of them train together in memory is
+# `training.models_in_memory` (auto: what fits the device, longtail.nets.sizing).
 STORE_SHARD = {"cpu": 64, "mps": 64, "cuda": 512}
 
 
@@ -52,7 +52,9 @@ def train_subset_models(
             f"examples; expected shape (n_models, {len(train_labels)}): rerun the sampling pipeline"
         )
     store = ShardStore(shard_store, experiment_identity(data, config, sampling))
-    per_shard = config.models_per_shard or STORE_SHARD[resolve_device(config.device).type]
+    per_shard = training.models_per_shard
+    if per_shard == "auto":
+        per_shard = STORE_SHARD[resolve_device(config.device).type]
     with make_executor(training.executor, training.scheduler_address, training.workers) as executor, BackgroundLogger() as tracker:
         arrays, trained = train_with_store(
             store,
