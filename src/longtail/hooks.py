@@ -1,10 +1,14 @@
-"""Project hooks: parameter validation before a run, matching inputs before each node, and
-MLflow artefacts after each save."""
+"""Project hooks: parameter validation before a run, matching inputs before each node, MLflow
+artefacts after each save, and the run's note of itself for the report."""
 
 from __future__ import annotations
 
 import logging
 import os
+import platform
+import shlex
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +20,14 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 from pydantic import BaseModel
 
+from longtail.nets.config import describe_device, describe_machine
 from longtail.params import InvalidParameters, StudyParams, validate_parameters
 from longtail.study import TRAINING_RESULTS, MismatchedInputs, mismatched_inputs
 from longtail.tracking import (
     PIPELINES_TAG,
     TrackingUnavailable,
     add_missing_experiment_tags,
+    runs_table_link,
     server_answers,
     study_run_name,
     study_summary,
@@ -240,3 +246,134 @@ class TypedParamsMlflowHook(MlflowHook):
     def before_node_run(self, node: Node, catalog: DataCatalog, inputs: dict[str, Any], is_async: bool) -> None:
         plain = {name: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for name, v in inputs.items()}
         super().before_node_run(node, catalog, plain, is_async)
+
+
+#: The artefacts whose files the report lists.
+REPORTED_ARTEFACTS = (
+    "study_report", "memorization_scores", "influence_pairs", "reported_pairs", "high_influence_pairs",
+    "removal_curve", "subset_model_runs", "agreement", "convergence", "label_noise_detection",
+    "memorization_grid", "influence_pairs_figure", "removal_curve_figure",
+)
+
+
+class RunContextHook:
+    """Hands the report what a run knows of itself, as the catalog entry ``run_context`` (a
+    dict, for the runs whose pipeline reads it): the study's name, when the run started, the
+    command that repeats it, the device and machine, the software and the project's git
+    commit, the MLflow experiment and run, and the files of the artefacts the report lists."""
+
+    def __init__(self, parameters: ParameterValidationHook) -> None:
+        self._parameters = parameters
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has started the run
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        if "run_context" not in pipeline.inputs():
+            return
+        study = self._parameters.study
+        active = mlflow.active_run()
+        root = Path(run_params.get("project_path") or ".")
+        catalog["run_context"] = {
+            "study": study_run_name(study.model_dump(mode="json")),
+            "started": time.time(),
+            "commands": [kedro_command(run_params)],
+            "device": _device(study),
+            "machine": describe_machine(),
+            "software": _software(),
+            "commit": _git_commit(root),
+            "mlflow": _mlflow_ids(active),
+            "artefacts": _artefacts(catalog, pipeline, root),
+        }
+
+
+def _mlflow_ids(active: Any) -> dict[str, str]:
+    if active is None:
+        return {}
+    experiment = active.info.experiment_id
+    return {"experiment_id": experiment, "run_id": active.info.run_id, "link": runs_table_link(mlflow.get_tracking_uri(), experiment)}
+
+
+def kedro_command(run_params: dict[str, Any]) -> str:
+    """The ``kedro run`` command line of a run: its environment, pipelines, load versions and
+    parameter overrides."""
+    words = ["kedro", "run"]
+    if run_params.get("env") not in (None, "local"):
+        words += ["--env", str(run_params["env"])]
+    if run_params.get("pipeline_names"):
+        words += ["--pipelines", ",".join(run_params["pipeline_names"])]
+    if run_params.get("load_versions"):
+        words += ["--load-versions", ",".join(f"{k}:{v}" for k, v in run_params["load_versions"].items())]
+    overrides = _flat(run_params.get("runtime_params") or {})
+    if overrides:
+        words += ["--params", ",".join(f"{key}={value}" for key, value in overrides.items())]
+    return shlex.join(words)
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _device(study: StudyParams) -> str:
+    training = study.training
+    if training.executor == "dask" and training.scheduler_address:
+        return f"{training.device} on the workers of the Dask cluster {training.scheduler_address}"
+    return describe_device(training.device)
+
+
+def _software() -> str:
+    import kedro  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    return f"Python {platform.python_version()}, torch {torch.__version__}, Kedro {kedro.__version__}, MLflow {mlflow.__version__}"
+
+
+def _git_commit(root: Path) -> str | None:
+    """The project's git commit (with ``+changes`` when its tracked files differ from it); None
+    outside a git checkout."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if commit.returncode != 0:
+        return None
+    return commit.stdout.strip() + (" +changes" if changed.stdout.strip() else "")
+
+
+def _artefacts(catalog: DataCatalog, pipeline: Pipeline, root: Path) -> dict[str, str]:
+    """The file of each listed artefact: the version this run writes, or for one it only
+    reads, the version it loads; the shard store's folder."""
+    written = pipeline.all_outputs()
+    files = {}
+    for name in REPORTED_ARTEFACTS:
+        if name not in catalog:
+            continue
+        path = artefact_path(catalog.get(name), saving=name in written)
+        if path is not None:
+            files[name] = _relative(path, root)
+    if "shard_store" in catalog:
+        files["shard_store"] = _relative(Path(catalog.get("shard_store")._describe()["path"]), root) + "/<experiment>/"
+    return files
+
+
+def artefact_path(dataset: Any, saving: bool) -> Path | None:
+    """The file a dataset writes in this run (``saving``) or would load; None when it has no
+    version to load."""
+    if not saving and isinstance(dataset, AbstractVersionedDataset) and dataset._version is not None:
+        try:
+            return Path(dataset._get_versioned_path(dataset.resolve_load_version()))
+        except DatasetError:
+            return None
+    return Path(saved_path(dataset))
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()

@@ -11,6 +11,7 @@ from longtail.hooks import (
     MlflowArtifactsHook,
     MlflowStudyHook,
     ParameterValidationHook,
+    RunContextHook,
     TrackingAvailabilityHook,
     TrainingProvenanceHook,
     TypedParamsMlflowHook,
@@ -24,6 +25,7 @@ HOOKS = (
     TrainingProvenanceHook(),
     MlflowArtifactsHook(),
     MlflowStudyHook(_PARAMETERS),
+    RunContextHook(_PARAMETERS),
     TypedParamsMlflowHook(),  # last, as the plugin's own hook would be: pluggy calls the latest registered first
 )
 

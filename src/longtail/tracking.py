@@ -144,6 +144,16 @@ def study_summary(metrics: dict[str, float]) -> str:
     return "\n".join([*table, "", "Figures: **Artifacts** tab, folder `figures/` (diagnostics in `diagnostics/`)."])
 
 
+def runs_table_link(tracking_uri: str, experiment_id: str) -> str:
+    """Where the MLflow UI shows the experiment's runs table. MLflow 3's UI opens an experiment
+    on its GenAI pages unless the link asks for ``workflowType=machine_learning``. A local
+    store has no server: the link is the one ``make mlflow-ui`` serves."""
+    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    if urlparse(tracking_uri).scheme in ("http", "https"):
+        return f"{tracking_uri.rstrip('/')}/{page}"
+    return f"make mlflow-ui, then http://127.0.0.1:5000/{page}"
+
+
 class BackgroundLogger:
     """Logs tables of model runs on one background thread (the SQLite store wants a single
     writer), so that training goes on while the previous shard's runs are written. Leaving the
