@@ -1,5 +1,5 @@
 """Project hooks: parameter validation before a run, matching inputs before each node, MLflow
-artefacts after each save, and the run's note of itself for the report."""
+artefacts after each save, the run's note of itself for the report, and the closing summary."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 from pydantic import BaseModel
 
+from longtail.estimate import Selection
 from longtail.nets.config import describe_device, describe_machine
 from longtail.params import InvalidParameters, StudyParams, validate_parameters
+from longtail.report import findings
 from longtail.study import TRAINING_RESULTS, MismatchedInputs, mismatched_inputs
 from longtail.tracking import (
     PIPELINES_TAG,
@@ -51,6 +53,7 @@ logging.getLogger("py.warnings").addFilter(_LibraryWarningFilter())
 from kedro_mlflow.framework.hooks import MlflowHook  # noqa: E402 - after the filter above
 
 logger = logging.getLogger(__name__)
+summary_logger = logging.getLogger("longtail.summary")  # conf/logging.yml prints it plain, on the console
 
 
 class ParameterValidationHook:
@@ -248,7 +251,7 @@ class TypedParamsMlflowHook(MlflowHook):
         super().before_node_run(node, catalog, plain, is_async)
 
 
-#: The artefacts whose files the report lists.
+#: The artefacts whose files the report lists, and the closing summary's report.
 REPORTED_ARTEFACTS = (
     "study_report", "memorization_scores", "influence_pairs", "reported_pairs", "high_influence_pairs",
     "removal_curve", "subset_model_runs", "agreement", "convergence", "label_noise_detection",
@@ -377,3 +380,72 @@ def _relative(path: Path, root: Path) -> str:
         return Path(path).resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return Path(path).as_posix()
+
+
+class StudySummaryHook:
+    """Ends every run that scored with a summary of at most ten lines on the console (logger
+    ``longtail.summary``): the study and how long the run took, the headline findings, the
+    report's file, the MLflow link that opens the runs table and the log file. It takes the
+    tables from the nodes' outputs as this run makes them, so it never reads another run's."""
+
+    CAPTURED = ("memorization_scores", "reported_pairs", "subset_model_runs", "removal_curve", "agreement")
+
+    def __init__(self, parameters: ParameterValidationHook) -> None:
+        self._parameters = parameters
+        self._reset(None)
+
+    def _reset(self, catalog: DataCatalog | None) -> None:
+        self._catalog, self._tables, self._report, self._pairs_tested = catalog, {}, None, 0
+        self._started, self._mlflow = time.monotonic(), None
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has started the run
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        self._reset(catalog)
+        active = mlflow.active_run()
+        if active is not None:
+            self._mlflow = runs_table_link(mlflow.get_tracking_uri(), active.info.experiment_id)
+
+    @hook_impl
+    def after_node_run(self, node: Node, outputs: dict[str, Any]) -> None:
+        self._tables.update({name: outputs[name] for name in self.CAPTURED if name in outputs})
+        if "influence_pairs" in outputs:
+            self._pairs_tested = int(outputs["influence_pairs"].attrs.get("n_tests", 0))
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        if dataset_name == "study_report" and self._catalog is not None:
+            self._report = _relative(Path(saved_path(self._catalog.get(dataset_name))), Path.cwd())
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        if "memorization_scores" not in self._tables:
+            return
+        for line in self.lines():
+            summary_logger.info(line)
+
+    def lines(self) -> list[str]:
+        study = self._parameters.study
+        found = findings.find(
+            self._tables["memorization_scores"], Selection.of(study.scoring), self._tables.get("reported_pairs"),
+            self._pairs_tested, self._tables.get("subset_model_runs"), self._tables.get("removal_curve"),
+            self._tables.get("agreement"),
+        )
+        elapsed = findings.duration(time.monotonic() - self._started)
+        report = self._report or "not written by this run (kedro run --pipelines reporting writes it)"
+        lines = [f"{study_run_name(study.model_dump(mode='json'))}: done in {elapsed}"]
+        lines += [f"  {line}" for line in findings.summary_lines(found)]
+        lines.append(f"  report: {report}")
+        if self._mlflow:
+            lines.append(f"  MLflow: {self._mlflow}")
+        log = _log_file()
+        if log:
+            lines.append(f"  log: {log} (every dataset load and save, every node)")
+        return lines
+
+
+def _log_file() -> str | None:
+    """The file the logging configuration writes the whole log to, if any."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return _relative(Path(handler.baseFilename), Path.cwd())
+    return None

@@ -12,6 +12,7 @@ from longtail.hooks import (
     MlflowStudyHook,
     ParameterValidationHook,
     RunContextHook,
+    StudySummaryHook,
     TrackingAvailabilityHook,
     TrainingProvenanceHook,
     TypedParamsMlflowHook,
@@ -26,6 +27,7 @@ HOOKS = (
     MlflowArtifactsHook(),
     MlflowStudyHook(_PARAMETERS),
     RunContextHook(_PARAMETERS),
+    StudySummaryHook(_PARAMETERS),
     TypedParamsMlflowHook(),  # last, as the plugin's own hook would be: pluggy calls the latest registered first
 )
 
