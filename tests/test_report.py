@@ -180,3 +180,42 @@ def test_the_command_that_repeats_a_run() -> None:
         "scoring.influence_threshold=0.2,scoring.selection=paper"
     )
     assert kedro_command({"env": "local", "runtime_params": {}}) == "kedro run"
+
+
+def test_the_page_of_a_default_sized_study_stays_under_5_mb() -> None:
+    """The default study's sizes (4,000 / 1,000 28x28 images, 10 classes, the reporting
+    parameters of conf/base) with noise for images, which compresses worst, and more pairs and
+    memorized examples than the study has."""
+    rng = np.random.default_rng(1)
+    n_train, n_test = 4000, 1000
+    train_labels, test_labels = np.arange(n_train) % 10, np.arange(n_test) % 10
+    mem = np.where(rng.random(n_train) < 0.15, rng.uniform(0.25, 1, n_train), rng.uniform(-0.05, 0.1, n_train))
+    scores = pd.DataFrame({"index": np.arange(n_train), "label": train_labels, "noisy": False, "mem": mem,
+                           "mem_lo": mem - 0.1, "mem_hi": mem + 0.1, "mem_q": np.where(mem >= 0.25, 1e-4, 1.0)})
+    train_index = rng.integers(0, n_train, 20_000)
+    test_index = rng.integers(0, n_test, 20_000)
+    pairs = pd.DataFrame({"train_index": train_index, "test_index": test_index, "infl": rng.uniform(0.1, 0.7, 20_000),
+                          "q_value": 0.01}).drop_duplicates(["train_index", "test_index"])
+    pairs = pairs.assign(infl_lo=pairs["infl"] - 0.1, infl_hi=pairs["infl"] + 0.1, mem=mem[pairs["train_index"]], mem_q=1e-4)
+    pairs.attrs["n_tests"] = 101_200
+    examples = pd.concat([
+        pd.DataFrame({"split": split, "index": np.arange(n), "original_label": labels, "label": labels, "noisy": False})
+        for split, n, labels in (("train", n_train, train_labels), ("test", n_test, test_labels))
+    ], ignore_index=True)
+    params = base_parameters()
+    tables = {
+        "examples": examples, "memorization_scores": scores, "influence_pairs": pairs,
+        "train_images": rng.random((n_train, 1, 28, 28)).astype(np.float32),
+        "test_images": rng.random((n_test, 1, 28, 28)).astype(np.float32),
+        "reported_pairs": report_pairs(pairs, checked_block("scoring", params["scoring"])).head(1000),
+        "subset_model_runs": pd.DataFrame({"metric_test_accuracy": rng.uniform(0.92, 0.95, 500), "param_subset_size": 2800, "param_precision": "fp32"}),
+        "training_provenance": {"experiment": "e"},
+        "removal_curve": pd.DataFrame(columns=["threshold", "strategy", "n_removed", "train_fraction", "repeat", "test_accuracy"]),
+        "agreement": pd.DataFrame(), "convergence": pd.DataFrame(), "label_noise_detection": pd.DataFrame(),
+    }
+    blocks = {name: checked_block(name, params[name]) for name in ("dataset", "sampling", "training", "scoring", "reporting")}
+    page = write_study_report({}, **tables, **blocks)
+    data = page_data(page)
+    assert len(data["rows"]) > 1500  # every memorized example and reported pair is in the table
+    assert sum(key.startswith("train-") for key in data["pictures"]) == 120
+    assert len(page.encode()) < 5_000_000
