@@ -138,10 +138,11 @@ def add_missing_experiment_tags(client: MlflowClient, experiment_id: str, tags: 
 def study_summary(metrics: dict[str, float]) -> str:
     """The parent run's description (Markdown, shown at the top of its page): the headline
     metrics among ``metrics`` (those a partial run did not compute are left out) and where
-    the figures are."""
+    the report and the figures are."""
     lines = [f"| {label} | {fmt.format(metrics[key])} |" for key, label, fmt in HEADLINE_METRICS if key in metrics]
     table = ["| headline | |", "|---|---|", *lines] if lines else []
-    return "\n".join([*table, "", "Figures: **Artifacts** tab, folder `figures/` (diagnostics in `diagnostics/`)."])
+    where = "The report: **Artifacts** tab, `report/study_report.html`; figures in `figures/` (diagnostics in `diagnostics/`)."
+    return "\n".join([*table, "", where])
 
 
 def runs_table_link(tracking_uri: str, experiment_id: str) -> str:
