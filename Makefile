@@ -1,6 +1,12 @@
 # make run  : create .venv, install longtail with its pinned dependencies, run the default study
 # make test : the same install, then the whole test suite
-PYTHON ?= python3
+# longtail runs on Python 3.10 to 3.13. Without PYTHON=..., the first of python3, python3.13,
+# python3.12, python3.11, python3.10 on PATH that is one of those is used.
+SUPPORTED := (3, 10) <= sys.version_info[:2] <= (3, 13)
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for p in python3 python3.13 python3.12 python3.11 python3.10; do \
+	$$p -c 'import sys; sys.exit(not ($(SUPPORTED)))' >/dev/null 2>&1 && { echo $$p; break; }; done)
+endif
 VENV ?= .venv
 BIN := $(VENV)/bin
 export DO_NOT_TRACK := 1
@@ -10,6 +16,8 @@ export MPLBACKEND := Agg
 .PHONY: install run test viz mlflow-ui benchmarks clean
 
 $(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "make: no Python 3.10 to 3.13 on PATH; install one and pass it, e.g. make run PYTHON=python3.13" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(not ($(SUPPORTED)))' || { echo "make: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); longtail needs 3.10 to 3.13: pass one, e.g. make run PYTHON=python3.13" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

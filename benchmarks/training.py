@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from longtail.nets.config import TrainConfig, resolve_device, resolve_precision
+from longtail.nets.config import TrainConfig, cpu_model, resolve_device, resolve_precision
 from longtail.nets.ensemble import train_ensemble, train_one_by_one
 from longtail.nets.models import build_model
 
@@ -154,14 +153,6 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{cpu_model()} ({torch.get_num_threads()} threads)"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "cpu"
 
 
 def builtin_twin(preset: Preset, config: TrainConfig, model: str) -> TrainConfig:

@@ -188,3 +188,37 @@ def test_mlflow_ui_lists_the_study_with_its_models_and_shows_a_figure(page: obje
     page.screenshot(path=SCREENSHOTS / "mlflow-figure.png")
     stored = next((study / "data" / "08_reporting" / "memorization_grid.png").glob("*/*.png"))
     assert image.evaluate("image => [image.naturalWidth, image.naturalHeight]") == list(Image.open(stored).size)
+
+
+def test_the_study_report_opens_from_disk_with_its_galleries_table_and_pairs(page: object, study: Path) -> None:
+    (report,) = (study / "data" / "08_reporting" / "study_report.html").glob("*/study_report.html")
+    problems, fetched = [], []
+    page.on("console", lambda message: problems.append(message.text) if message.type in ("error", "warning") else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("request", lambda request: fetched.append(request.url))
+    page.goto(report.as_uri())
+    page.wait_for_load_state("load")
+
+    classes = page.locator("div.class")
+    assert classes.count() == 10  # the smoke study's ten digits, each with its gallery
+    for position in range(classes.count()):
+        gallery = classes.nth(position).locator(":scope > .gallery img.thumb")
+        assert gallery.count() == 12
+        assert gallery.evaluate_all("images => images.every(image => image.complete && image.naturalWidth > 0)")
+
+    page.select_option("#filter-class", "3")
+    shown = page.locator("#items tbody tr td:nth-child(2)").all_text_contents()
+    assert shown and set(shown) == {"3"}
+
+    example = page.locator("button.example:not([data-pairs='0'])").first
+    panel = page.locator(f"#pairs-{example.get_attribute('data-train')}")
+    assert panel.is_hidden()
+    example.click()
+    panel.wait_for(state="visible")
+    pairs = panel.locator(".pair img.thumb")
+    assert pairs.count() == int(example.get_attribute("data-pairs")) > 0
+    assert pairs.evaluate_all("images => images.every(image => image.complete && image.naturalWidth > 0)")
+    assert panel.locator(".pair").first.inner_text().count("infl") == 1
+    page.screenshot(path=SCREENSHOTS / "study-report.png")
+    assert problems == []
+    assert [url for url in fetched if not url.startswith("data:")] == [report.as_uri()]  # nothing but the file itself

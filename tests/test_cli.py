@@ -74,8 +74,8 @@ def test_the_pipelines_named_are_those_the_registry_registers() -> None:
     assert pipeline_names() == ["__default__", *sorted(set(register_pipelines()) - {"__default__"})]
 
 
-# What a run printed before the project silenced or fixed them (issue 12): third-party warnings
-# about the libraries' own code, Kedro replacing catalog entries, and the telemetry notice.
+# What a run printed before the project silenced or fixed them: third-party warnings about the
+# libraries' own code, Kedro replacing catalog entries, and the telemetry notice.
 NOISE = (
     "register_new_resolver",
     "Add type hints to the `predict` method",
@@ -88,5 +88,31 @@ NOISE = (
 
 def test_a_run_prints_the_studys_own_lines_and_no_library_noise(smoke_run: tuple[Path, subprocess.CompletedProcess]) -> None:
     output = smoke_run[1].stdout + smoke_run[1].stderr
-    assert "models 24/24" in output and "Pipeline execution completed successfully" in output
-    assert [noise for noise in NOISE if noise in output] == []
+    log = (smoke_run[0] / "longtail.log").read_text()
+    assert "models 24/24" in output and "Pipeline execution completed successfully" in log
+    assert [noise for noise in NOISE if noise in output + log] == []
+
+
+# Kedro's lines for every dataset and node: the log file's, not the console's
+CHATTER = ("Loading data from", "Saving data to", "Running node", "Completed node", "out of", "Using '")
+
+
+def test_the_console_shows_progress_and_ends_with_the_studys_summary(smoke_run: tuple[Path, subprocess.CompletedProcess]) -> None:
+    root, result = smoke_run
+    console = [line.rstrip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert [line for line in console if any(words in line for words in CHATTER)] == []
+    log = (root / "longtail.log").read_text()
+    assert all(words in log for words in CHATTER[:4])
+    assert any("models 24/24 (" in line and "s left)" in line for line in console)  # the progress stays
+
+    lines = result.stdout.rstrip().splitlines()
+    start = max(i for i, line in enumerate(lines) if line.startswith("digits · 24 × mlp 64 · seed 0: done in "))
+    summary = lines[start:]
+    assert len(summary) <= 10, summary
+    text = "\n".join(summary)
+    assert "memorized: " in text and " of 1,437 training examples (mem ≥ 0.25, q ≤ 0.1)" in text
+    assert "subset models: mean test accuracy " in text and "pairs reported: " in text
+    (report,) = [line.split("report: ", 1)[1] for line in summary if "report: " in line]
+    assert (root / report).is_file() and report.startswith("data/08_reporting/study_report.html/")
+    assert "MLflow: make mlflow-ui, then http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning" in text
+    assert "log: longtail.log" in text

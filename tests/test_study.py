@@ -159,6 +159,17 @@ def test_figures_are_versioned_pngs(study: Path) -> None:
         assert files[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_report_is_a_versioned_page_logged_to_the_study_run(study: Path, tmp_path: Path) -> None:
+    (page,) = (study / "data" / "08_reporting" / "study_report.html").glob("*/study_report.html")
+    (parent,), _ = mlflow_runs(study)
+    client = MlflowClient(tracking_uri=f"sqlite:///{study / 'mlflow.db'}")
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "report")] == ["report/study_report.html"]
+    logged = Path(client.download_artifacts(parent.info.run_id, "report/study_report.html", str(tmp_path)))
+    assert logged.read_bytes() == page.read_bytes()
+    text = page.read_text(encoding="utf-8")
+    assert parent.info.run_id in text and parent.info.run_name in text  # the page names its own run
+
+
 def test_scoring_reruns_alone_and_earlier_versions_stay_loadable(study: Path) -> None:
     first_version = next((study / "data/07_model_output/memorization_scores.parquet").iterdir()).name
     first = catalog(study).load("memorization_scores")

@@ -1,10 +1,14 @@
-"""Project hooks: parameter validation before a run, matching inputs before each node, and
-MLflow artefacts after each save."""
+"""Project hooks: parameter validation before a run, matching inputs before each node, MLflow
+artefacts after each save, the run's note of itself for the report, and the closing summary."""
 
 from __future__ import annotations
 
 import logging
 import os
+import platform
+import shlex
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +21,17 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 from pydantic import BaseModel
 
+from longtail.estimate import Selection
+from longtail.nets.config import describe_device, describe_machine
 from longtail.params import InvalidParameters, StudyParams, validate_parameters
+from longtail.report import findings
 from longtail.shards import fingerprint
 from longtail.study import TRAINING_RESULTS, MismatchedInputs, mismatched_inputs
 from longtail.tracking import (
     PIPELINES_TAG,
     TrackingUnavailable,
     add_missing_experiment_tags,
+    runs_table_link,
     server_answers,
     study_run_name,
     study_summary,
@@ -47,6 +55,7 @@ logging.getLogger("py.warnings").addFilter(_LibraryWarningFilter())
 from kedro_mlflow.framework.hooks import MlflowHook  # noqa: E402 - after the filter above
 
 logger = logging.getLogger(__name__)
+summary_logger = logging.getLogger("longtail.summary")  # conf/logging.yml prints it plain, on the console
 
 
 class ParameterValidationHook:
@@ -287,3 +296,199 @@ class TypedParamsMlflowHook(MlflowHook):
     def before_node_run(self, node: Node, catalog: DataCatalog, inputs: dict[str, Any], is_async: bool) -> None:
         plain = {name: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for name, v in inputs.items()}
         super().before_node_run(node, catalog, plain, is_async)
+
+
+#: The artefacts whose files the report lists, and the closing summary's report.
+REPORTED_ARTEFACTS = (
+    "study_report", "memorization_scores", "influence_pairs", "reported_pairs", "high_influence_pairs",
+    "removal_curve", "subset_model_runs", "agreement", "convergence", "label_noise_detection",
+    "memorization_grid", "influence_pairs_figure", "removal_curve_figure",
+)
+
+
+class RunContextHook:
+    """Hands the report what a run knows of itself, as the catalog entry ``run_context`` (a
+    dict, for the runs whose pipeline reads it): the study's name, when the run started, the
+    command that repeats it, the device and machine, the software and the project's git
+    commit, the MLflow experiment and run, and the files of the artefacts the report lists."""
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has started the run
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        if "run_context" not in pipeline.inputs():
+            return
+        study = run_parameters(catalog)
+        active = mlflow.active_run()
+        root = Path(run_params.get("project_path") or ".")
+        catalog["run_context"] = {
+            "study": study_run_name(study.model_dump(mode="json")),
+            "started": time.time(),
+            "commands": [kedro_command(run_params)],
+            "device": _device(study),
+            "machine": describe_machine(),
+            "software": _software(),
+            "commit": _git_commit(root),
+            "mlflow": _mlflow_ids(active),
+            "artefacts": _artefacts(catalog, pipeline, root),
+        }
+
+
+def _mlflow_ids(active: Any) -> dict[str, str]:
+    if active is None:
+        return {}
+    experiment = active.info.experiment_id
+    return {"experiment_id": experiment, "run_id": active.info.run_id, "link": runs_table_link(mlflow.get_tracking_uri(), experiment)}
+
+
+def kedro_command(run_params: dict[str, Any]) -> str:
+    """The ``kedro run`` command line of a run: its environment, pipelines, load versions and
+    parameter overrides."""
+    words = ["kedro", "run"]
+    if run_params.get("env") not in (None, "local"):
+        words += ["--env", str(run_params["env"])]
+    if run_params.get("pipeline_names"):
+        words += ["--pipelines", ",".join(run_params["pipeline_names"])]
+    if run_params.get("load_versions"):
+        words += ["--load-versions", ",".join(f"{k}:{v}" for k, v in run_params["load_versions"].items())]
+    overrides = _flat(run_params.get("runtime_params") or {})
+    if overrides:
+        words += ["--params", ",".join(f"{key}={value}" for key, value in overrides.items())]
+    return shlex.join(words)
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _device(study: StudyParams) -> str:
+    training = study.training
+    if training.executor == "dask" and training.scheduler_address:
+        return f"{training.device} on the workers of the Dask cluster {training.scheduler_address}"
+    return describe_device(training.device)
+
+
+def _software() -> str:
+    import kedro  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    return f"Python {platform.python_version()}, torch {torch.__version__}, Kedro {kedro.__version__}, MLflow {mlflow.__version__}"
+
+
+def _git_commit(root: Path) -> str | None:
+    """The project's git commit (with ``+changes`` when its tracked files differ from it); None
+    outside a git checkout."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if commit.returncode != 0:
+        return None
+    return commit.stdout.strip() + (" +changes" if changed.stdout.strip() else "")
+
+
+def _artefacts(catalog: DataCatalog, pipeline: Pipeline, root: Path) -> dict[str, str]:
+    """The file of each listed artefact: the version this run writes, or for one it only
+    reads, the version it loads; the shard store's folder."""
+    written = pipeline.all_outputs()
+    files = {}
+    for name in REPORTED_ARTEFACTS:
+        if name not in catalog:
+            continue
+        path = artefact_path(catalog.get(name), saving=name in written)
+        if path is not None:
+            files[name] = _relative(path, root)
+    if "shard_store" in catalog:
+        files["shard_store"] = _relative(Path(catalog.get("shard_store")._describe()["path"]), root) + "/<experiment>/"
+    return files
+
+
+def artefact_path(dataset: Any, saving: bool) -> Path | None:
+    """The file a dataset writes in this run (``saving``) or would load; None when it has no
+    version to load."""
+    if not saving and isinstance(dataset, AbstractVersionedDataset) and dataset._version is not None:
+        try:
+            return Path(dataset._get_versioned_path(dataset.resolve_load_version()))
+        except DatasetError:
+            return None
+    return Path(saved_path(dataset))
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+class StudySummaryHook:
+    """Ends every run that scored with a summary of at most ten lines on the console (logger
+    ``longtail.summary``): the study and how long the run took, the headline findings, the
+    report's file, the MLflow link that opens the runs table and the log file. It takes the
+    tables from the nodes' outputs as this run makes them, so it never reads another run's."""
+
+    CAPTURED = ("memorization_scores", "reported_pairs", "subset_model_runs", "removal_curve", "agreement")
+
+    def __init__(self) -> None:
+        self._reset(None)
+
+    def _reset(self, catalog: DataCatalog | None) -> None:
+        self._catalog, self._tables, self._report, self._pairs_tested = catalog, {}, None, 0
+        self._started, self._mlflow = time.monotonic(), None
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has started the run
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        self._reset(catalog)
+        active = mlflow.active_run()
+        if active is not None:
+            self._mlflow = runs_table_link(mlflow.get_tracking_uri(), active.info.experiment_id)
+
+    @hook_impl
+    def after_node_run(self, node: Node, outputs: dict[str, Any]) -> None:
+        self._tables.update({name: outputs[name] for name in self.CAPTURED if name in outputs})
+        if "influence_pairs" in outputs:
+            self._pairs_tested = int(outputs["influence_pairs"].attrs.get("n_tests", 0))
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        if dataset_name == "study_report" and self._catalog is not None:
+            self._report = _relative(Path(saved_path(self._catalog.get(dataset_name))), Path.cwd())
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        if "memorization_scores" not in self._tables:
+            return
+        for line in self.lines():
+            summary_logger.info(line)
+
+    def lines(self) -> list[str]:
+        study = run_parameters(self._catalog)
+        found = findings.find(
+            self._tables["memorization_scores"], Selection.of(study.scoring), self._tables.get("reported_pairs"),
+            self._pairs_tested, self._tables.get("subset_model_runs"), self._tables.get("removal_curve"),
+            self._tables.get("agreement"),
+        )
+        elapsed = findings.duration(time.monotonic() - self._started)
+        report = self._report or "not written by this run (kedro run --pipelines reporting writes it)"
+        lines = [f"{study_run_name(study.model_dump(mode='json'))}: done in {elapsed}"]
+        lines += [f"  {line}" for line in findings.summary_lines(found)]
+        lines.append(f"  report: {report}")
+        if self._mlflow:
+            lines.append(f"  MLflow: {self._mlflow}")
+        log = _log_file()
+        if log:
+            lines.append(f"  log: {log} (every dataset load and save, every node)")
+        return lines
+
+
+def _log_file() -> str | None:
+    """The file the logging configuration writes the whole log to, if any."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return _relative(Path(handler.baseFilename), Path.cwd())
+    return None

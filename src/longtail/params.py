@@ -232,6 +232,11 @@ class ReportingParams(_Block):
     influence_rows: int = Field(ge=1)
     influence_per_row: int = Field(ge=1)
     seed: int = Field(ge=0)
+    # study_report.html; these bound its size (about 1 MB for the default study, at most 5 MB)
+    report_per_class: int = Field(default=12, ge=1)  # most memorized training examples shown per class
+    report_max_examples: int = Field(default=240, ge=1)  # and in all (fewer per class when classes are many)
+    report_pairs_per_example: int = Field(default=6, ge=1)  # test examples shown for each, strongest first
+    report_thumbnail_px: int = Field(default=32, ge=8, le=256)  # longest side of a thumbnail; larger images shrink
 
     @field_validator("grid_levels")
     @classmethod

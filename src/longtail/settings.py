@@ -11,6 +11,8 @@ from longtail.hooks import (
     MlflowArtifactsHook,
     MlflowStudyHook,
     ParameterValidationHook,
+    RunContextHook,
+    StudySummaryHook,
     TrackingAvailabilityHook,
     TrainingProvenanceHook,
     TypedParamsMlflowHook,
@@ -25,6 +27,8 @@ HOOKS = (
     TrainingProvenanceHook(),
     MlflowArtifactsHook(),
     MlflowStudyHook(),
+    RunContextHook(),
+    StudySummaryHook(),
     TypedParamsMlflowHook(),  # last, as the plugin's own hook would be: pluggy calls the latest registered first
 )
 

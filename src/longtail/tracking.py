@@ -138,10 +138,21 @@ def add_missing_experiment_tags(client: MlflowClient, experiment_id: str, tags: 
 def study_summary(metrics: dict[str, float]) -> str:
     """The parent run's description (Markdown, shown at the top of its page): the headline
     metrics among ``metrics`` (those a partial run did not compute are left out) and where
-    the figures are."""
+    the report and the figures are."""
     lines = [f"| {label} | {fmt.format(metrics[key])} |" for key, label, fmt in HEADLINE_METRICS if key in metrics]
     table = ["| headline | |", "|---|---|", *lines] if lines else []
-    return "\n".join([*table, "", "Figures: **Artifacts** tab, folder `figures/` (diagnostics in `diagnostics/`)."])
+    where = "The report: **Artifacts** tab, `report/study_report.html`; figures in `figures/` (diagnostics in `diagnostics/`)."
+    return "\n".join([*table, "", where])
+
+
+def runs_table_link(tracking_uri: str, experiment_id: str) -> str:
+    """Where the MLflow UI shows the experiment's runs table. MLflow 3's UI opens an experiment
+    on its GenAI pages unless the link asks for ``workflowType=machine_learning``. A local
+    store has no server: the link is the one ``make mlflow-ui`` serves."""
+    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    if urlparse(tracking_uri).scheme in ("http", "https"):
+        return f"{tracking_uri.rstrip('/')}/{page}"
+    return f"make mlflow-ui, then http://127.0.0.1:5000/{page}"
 
 
 class BackgroundLogger:

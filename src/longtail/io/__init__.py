@@ -1,7 +1,8 @@
-"""Custom Kedro datasets: safe array files and atomic tables."""
+"""Custom Kedro datasets: safe array files, atomic tables and text."""
 
 from longtail.io.arrays import LazyArray, NpyDataset, NpzDataset
 from longtail.io.store import ShardStoreDataset
 from longtail.io.tables import ParquetDataset
+from longtail.io.text import TextDataset
 
-__all__ = ["LazyArray", "NpyDataset", "NpzDataset", "ParquetDataset", "ShardStoreDataset"]
+__all__ = ["LazyArray", "NpyDataset", "NpzDataset", "ParquetDataset", "ShardStoreDataset", "TextDataset"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -158,6 +159,36 @@ def available_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine() or "cpu"
+
+
+def describe_device(name: str) -> str:
+    """What ``training.device`` ``name`` trains on here, in words: the GPU's name, or the CPU
+    model and the cores this process may use."""
+    device = resolve_device(name)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    if device.type == "cuda":
+        return f"{device} (not present on this machine)"
+    if device.type == "mps":
+        return "mps (Apple GPU)"
+    return f"cpu ({cpu_model()}, {available_cpus()} cores)"
+
+
+def describe_machine() -> str:
+    """This machine in words: CPU model, cores, memory (where the OS tells it) and OS."""
+    parts = [cpu_model(), f"{os.cpu_count() or 1} cores"]
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        parts.append(f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB memory")
+    return ", ".join(parts) + f"; {platform.system()} {platform.release()}"
 
 
 def precision_problem(precision: str, device: str) -> str | None:

@@ -1,14 +1,17 @@
-"""Reporting: the study's figures (PNG, versioned, logged to MLflow)."""
+"""Reporting: the study's figures (PNG, versioned, logged to MLflow) and its report, one
+self-contained HTML page."""
 
 from __future__ import annotations
 
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from longtail import figures
-from longtail.params import ReportingParams, ScoringParams
+from longtail import figures, report
+from longtail.params import DatasetParams, ReportingParams, SamplingParams, ScoringParams, TrainingParams
+from longtail.report import class_names, is_table
 
 from ..scoring.nodes import carried_selection
 
@@ -16,21 +19,6 @@ from ..scoring.nodes import carried_selection
 def plot_memorization_histogram(memorization_scores: pd.DataFrame) -> Figure:
     """Histogram of the memorization estimates."""
     return figures.memorization_histogram(memorization_scores)
-
-
-def class_names(examples: pd.DataFrame) -> list[str] | None:
-    """Label → class name, from the ``examples`` table (None when it has no names, or a
-    class index has no example to name it)."""
-    if "class_name" not in examples:
-        return None
-    names = examples.drop_duplicates("original_label").set_index("original_label")["class_name"]
-    n_classes = int(names.index.max()) + 1
-    return None if len(names) != n_classes else [str(names[c]) for c in range(n_classes)]
-
-
-def is_table(examples: pd.DataFrame) -> bool:
-    """Tabular data (rows of a file, no images to show)."""
-    return "row_id" in examples
 
 
 def _rows_of(examples: pd.DataFrame, split: str) -> pd.DataFrame:
@@ -139,3 +127,44 @@ def _check_selection(reported_pairs: pd.DataFrame, scoring: ScoringParams) -> No
 def plot_removal_curve(removal_curve: pd.DataFrame) -> Figure:
     """Test accuracy against the fraction of training data kept, for both removal strategies."""
     return figures.removal_curve_figure(removal_curve)
+
+
+def write_study_report(
+    run_context: dict[str, Any],
+    examples: pd.DataFrame,
+    train_images: np.ndarray,
+    test_images: np.ndarray,
+    memorization_scores: pd.DataFrame,
+    influence_pairs: pd.DataFrame,
+    reported_pairs: pd.DataFrame,
+    subset_model_runs: pd.DataFrame,
+    training_provenance: dict[str, Any],
+    removal_curve: pd.DataFrame,
+    agreement: pd.DataFrame,
+    convergence: pd.DataFrame,
+    label_noise_detection: pd.DataFrame,
+    dataset: DatasetParams,
+    sampling: SamplingParams,
+    training: TrainingParams,
+    scoring: ScoringParams,
+    reporting: ReportingParams,
+    approximation_agreement: pd.DataFrame | None = None,
+) -> str:
+    """The study's report (``longtail.report``), one HTML page holding everything it shows;
+    ``run_context`` is what the run knows of itself (``longtail.hooks.RunContextHook``), and
+    ``approximation_agreement`` (columns ``method``, ``cost_models`` and any metrics), when
+    given, adds the cheap approximations' agreement table."""
+    _check_selection(reported_pairs, scoring)
+    tables = report.StudyTables(
+        examples, train_images, test_images, memorization_scores, influence_pairs, reported_pairs, subset_model_runs,
+        removal_curve, agreement, convergence, label_noise_detection, approximation_agreement,
+    )
+    parameters = {
+        name: block.model_dump(mode="json")
+        for name, block in (("dataset", dataset), ("sampling", sampling), ("training", training), ("scoring", scoring))
+    }
+    size = report.PageSize(
+        reporting.report_per_class, reporting.report_max_examples, reporting.report_pairs_per_example,
+        reporting.report_thumbnail_px,
+    )
+    return report.render(tables, parameters, {**run_context, "experiment": training_provenance.get("experiment")}, size)
