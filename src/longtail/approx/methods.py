@@ -1,0 +1,128 @@
+"""The approximations by name: the one registry that the ``approximation`` pipeline, its
+parameters and benchmarks/approximations.py draw on.
+
+**Subset-model families** (``SUBSET_FAMILIES``) estimate from the study's own first n subset
+models, for each n of a list; the method ``<family>-<n>`` costs n subset models:
+
+* ``fz``: the exact estimate (``longtail.estimate``) from those n models;
+* ``margin``: LiRA's Gaussian fit to the logit margins (``longtail.approx.fewmodels``);
+* ``eb``: empirical-Bayes shrinkage of the IN and OUT correctness rates.
+
+Each one's seconds are n times the seconds of one subset model (``subset_model_seconds``,
+measured in the same process) plus its own computation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from longtail.approx import fewmodels
+from longtail.approx.result import InfluenceEstimate, MemorizationEstimate
+from longtail.estimate import influence, memorization
+from longtail.executors import TrainingData, train_shard
+from longtail.nets.config import TrainConfig
+
+Labels = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class SubsetModels:
+    """The study's subset models: IN masks (n_models, n_train) and what each model computed,
+    on the training split (``train_*``, (n_models, n_train)) and the test split (``test_*``)."""
+
+    masks: np.ndarray
+    train_correct: np.ndarray
+    test_correct: np.ndarray
+    train_margin: np.ndarray
+    test_margin: np.ndarray
+    labels: Labels  # (train labels, test labels): pairs are of one class
+
+    def first(self, n: int) -> SubsetModels:
+        return SubsetModels(
+            self.masks[:n], self.train_correct[:n], self.test_correct[:n], self.train_margin[:n], self.test_margin[:n],
+            self.labels,
+        )
+
+
+@dataclass(frozen=True)
+class SubsetFamily:
+    """How a family scores memorization (every training example) and influence (the
+    ``per_test`` highest same-class pairs of each test example, within ``max_block_mb``)."""
+
+    memorization: Callable[[SubsetModels], np.ndarray]
+    influence: Callable[[SubsetModels, int, float], pd.DataFrame]
+
+
+def _exact_influence(models: SubsetModels, per_test: int, max_block_mb: float) -> pd.DataFrame:
+    """The exact estimate's ``per_test`` largest positive influences of each test example."""
+    pairs = influence(models.masks, models.test_correct, top_k=per_test, labels=models.labels, max_block_mb=max_block_mb)
+    return pairs[["train_index", "test_index", "infl"]].rename(columns={"infl": "score"})
+
+
+SUBSET_FAMILIES: dict[str, SubsetFamily] = {
+    "fz": SubsetFamily(lambda m: memorization(m.masks, m.train_correct)["mem"].to_numpy(), _exact_influence),
+    "margin": SubsetFamily(
+        lambda m: fewmodels.margin_memorization(m.masks, m.train_margin),
+        lambda m, k, mb: fewmodels.margin_influence(m.masks, m.test_margin, m.labels, k, mb),
+    ),
+    "eb": SubsetFamily(
+        lambda m: fewmodels.eb_memorization(m.masks, m.train_correct),
+        lambda m, k, mb: fewmodels.eb_influence(m.masks, m.test_correct, m.labels, k, mb),
+    ),
+}
+
+
+def subset_method(family: str, n: int) -> str:
+    return f"{family}-{n}"
+
+
+def estimates_mem(method: str) -> bool:
+    """Whether a method's memorization score estimates mem itself (so that its error against
+    the reference means something): the subset-model families do."""
+    family, _, n = method.rpartition("-")
+    return family in SUBSET_FAMILIES and n.isdigit()
+
+
+def subset_model_estimates(
+    models: SubsetModels,
+    families: Sequence[str],
+    counts: Sequence[int],
+    *,
+    per_test: int,
+    subset_model_seconds: float,
+    max_block_mb: float,
+) -> tuple[list[MemorizationEstimate], list[InfluenceEstimate]]:
+    """Every family's estimates from the first n models, for each n of ``counts`` that the
+    study has (the others are skipped)."""
+    unknown = [f for f in families if f not in SUBSET_FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown subset-model families {unknown}; allowed: {', '.join(SUBSET_FAMILIES)}")
+    mem, infl = [], []
+    for n in (n for n in counts if n <= len(models.masks)):
+        first, trained = models.first(n), n * subset_model_seconds
+        for family in families:
+            name, estimator = subset_method(family, n), SUBSET_FAMILIES[family]
+            started = time.perf_counter()
+            score = estimator.memorization(first)
+            mem.append(MemorizationEstimate(name, score, float(n), trained + time.perf_counter() - started))
+            started = time.perf_counter()
+            pairs = estimator.influence(first, per_test, max_block_mb)
+            infl.append(InfluenceEstimate(name, pairs, float(n), trained + time.perf_counter() - started))
+    return mem, infl
+
+
+def subset_model_seconds(data: TrainingData, mask: np.ndarray, config: TrainConfig) -> float:
+    """Seconds to train one subset model (on ``mask``, as the study's model 0) and evaluate it
+    on both splits, alone in this process: the unit of every method's cost in seconds. The
+    second of two such trainings is timed, the first paying for start-up (threads, CUDA
+    context, kernel choice). A study trains its models in batches, faster per model."""
+    masks = np.asarray(mask, dtype=bool)[None]
+    train_shard(data, masks, 0, config)
+    started = time.perf_counter()
+    train_shard(data, masks, 0, config)
+    return time.perf_counter() - started
