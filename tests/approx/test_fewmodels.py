@@ -18,11 +18,19 @@ from longtail.approx.fewmodels import (
 )
 
 
-def _gaussian_p(values: np.ndarray) -> float:
-    """Φ(mean / sample sd) written out with scipy's normal distribution."""
-    if len(values) < 2:
+def _gaussian_p(values: np.ndarray, pooled_variance: float = np.nan) -> float:
+    """Φ(mean / sample sd) written out with scipy's normal distribution; one value takes the
+    pooled variance."""
+    if len(values) == 0:
         return np.nan
-    return float(norm.cdf(values.mean() / values.std(ddof=1)))
+    sd = values.std(ddof=1) if len(values) >= 2 else np.sqrt(pooled_variance)
+    return float(norm.cdf(values.mean() / sd))
+
+
+def _groups_p(groups: list[np.ndarray]) -> list[float]:
+    """``_gaussian_p`` of each group, the variance of the groups of one pooled over the others."""
+    pooled = np.mean([g.var(ddof=1) for g in groups if len(g) >= 2])
+    return [_gaussian_p(g, pooled) for g in groups]
 
 
 def _moment_prior(successes: np.ndarray, trials: np.ndarray) -> tuple[float, float]:
@@ -58,9 +66,13 @@ def test_p_correct_follows_the_written_out_fit_and_its_edge_cases() -> None:
     totals = [g.sum() for g in groups]
     squares = [(g**2).sum() for g in groups]
     np.testing.assert_allclose(p_correct(totals, squares, [len(g) for g in groups]), [_gaussian_p(g) for g in groups])
-    # identical margins (σ = 0): by the sign of the mean; one margin: undefined
+    # one margin: the variance pooled over the groups of two or more (LiRA's fixed variance)
+    pooled = np.mean([g.var(ddof=1) for g in groups])
+    one = p_correct([*totals, 0.7], [*squares, 0.49], [*(len(g) for g in groups), 1])
+    assert one[-1] == pytest.approx(norm.cdf(0.7 / np.sqrt(pooled)))
+    # identical margins (σ = 0): by the sign of the mean; no margin, or none to pool: undefined
     assert p_correct([6.0, -6.0, 0.0], [12.0, 12.0, 0.0], [3, 3, 3]).tolist() == [1.0, 0.0, 0.5]
-    assert np.isnan(p_correct([1.0], [1.0], [1])).all()
+    assert np.isnan(p_correct([1.0, 0.0], [1.0, 0.0], [1, 0])).all()
 
 
 def test_margin_memorization_equals_the_loop_over_examples() -> None:
@@ -68,9 +80,11 @@ def test_margin_memorization_equals_the_loop_over_examples() -> None:
     masks[:, 0], masks[:8, 1] = True, False  # example 0 in every model, example 1 in one
     margin = rng.normal(0.5, 2, masks.shape).astype(np.float32)
     values = margin.astype(np.float64)
-    expected = [_gaussian_p(values[masks[:, i], i]) - _gaussian_p(values[~masks[:, i], i]) for i in range(40)]
+    p_in = _groups_p([values[masks[:, i], i] for i in range(40)])
+    p_out = _groups_p([values[~masks[:, i], i] for i in range(40)])
+    expected = np.subtract(p_in, p_out)
     np.testing.assert_allclose(margin_memorization(masks, margin), expected, rtol=1e-9, atol=1e-12)
-    assert np.isnan(expected[0]) and np.isnan(expected[1])
+    assert np.isnan(expected[0]) and np.isfinite(expected[1])  # never out: undefined; out of one: pooled σ
 
 
 def test_eb_memorization_equals_the_loop_over_examples() -> None:
@@ -108,12 +122,17 @@ def _labels(rng: np.random.Generator, n_train: int, n_test: int) -> tuple[np.nda
 
 def test_margin_influence_equals_the_loop_over_pairs() -> None:
     rng, masks = _study(10, 30, 0, 4)
+    masks[:9, 0] = False  # in one model: σ_in pooled
     labels = _labels(rng, 30, 8)
     margin = rng.normal(1, 2, (10, 8)).astype(np.float32)
     values = margin.astype(np.float64)
 
     def per_pair(i: int, z: int) -> float:
-        return _gaussian_p(values[masks[:, i], z]) - _gaussian_p(values[~masks[:, i], z])
+        same = np.flatnonzero(labels[0] == labels[1][z])  # σ pooled over the test example's class-mates
+        p_in = _groups_p([values[masks[:, j], z] for j in same])
+        p_out = _groups_p([values[~masks[:, j], z] for j in same])
+        j = int(np.flatnonzero(same == i)[0])
+        return p_in[j] - p_out[j]
 
     got = margin_influence(masks, margin, labels, per_test=4, max_block_mb=1e-4)  # one test example per block
     pd.testing.assert_frame_equal(got, _pairs_by_loop(masks, per_pair, labels, 4), check_exact=False, rtol=1e-9)

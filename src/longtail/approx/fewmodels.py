@@ -7,7 +7,8 @@ with those that did not (OUT); the caller passes the first n models of the study
   fitted to the logit margin (true-class logit minus the largest other one) over its IN
   models and over its OUT models; P(correct) = P(margin > 0) = Φ(μ/σ) in each group, and the
   score is their difference. A margin says how surely a model is right or wrong, which
-  right/wrong alone needs many models to resolve.
+  right/wrong alone needs many models to resolve. With few models an example is often out of
+  just one: that group's σ is then the one pooled over all examples (LiRA's fixed variance).
 * **eb** (empirical Bayes): the IN and OUT correctness rates shrunk toward beta priors fitted
   over all examples (``longtail.approx.shrinkage``), the score the difference of the two
   posterior means. Rates resting on few models move most.
@@ -34,17 +35,27 @@ Labels = tuple[np.ndarray, np.ndarray]
 PairScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def p_correct(total: np.ndarray, squares: np.ndarray, count: np.ndarray) -> np.ndarray:
+def p_correct(total: np.ndarray, squares: np.ndarray, count: np.ndarray, axis: int | None = None) -> np.ndarray:
     """Φ(μ/σ) of the Gaussian fitted to ``count`` margins with sum ``total`` and sum of squares
-    ``squares`` (sample mean and standard deviation, n − 1 in the denominator): the probability
-    that a model's margin is positive, i.e. that it is right. With σ = 0 it is 1, 0 or ½ by
-    the sign of μ; NaN with fewer than two margins."""
-    total, squares, count = (np.asarray(a, np.float64) for a in (total, squares, count))
+    ``squares`` (sample mean and variance, n − 1 in the denominator): the probability that a
+    model's margin is positive, i.e. that it is right. A group of one margin takes the variance
+    pooled (averaged) along ``axis`` over the groups of two or more, LiRA's "fixed variance"
+    for few models; with σ = 0 it is 1, 0 or ½ by the sign of μ; NaN for an empty group."""
+    total, squares, count = np.broadcast_arrays(*(np.asarray(a, np.float64) for a in (total, squares, count)))
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
-        sigma = np.sqrt(np.clip((squares - count * mean**2) / (count - 1), 0, None))
+        variance = np.where(count >= 2, np.clip((squares - count * mean**2) / (count - 1), 0, None), np.nan)
+        pooled = _pooled(variance, axis)
+        sigma = np.sqrt(np.where(count >= 2, variance, pooled))
         z = np.where(sigma > 0, mean / sigma, np.where(mean > 0, np.inf, np.where(mean < 0, -np.inf, 0.0)))
-    return np.where(count >= 2, ndtr(z), np.nan)
+    return np.where((count >= 1) & np.isfinite(sigma), ndtr(z), np.nan)
+
+
+def _pooled(variance: np.ndarray, axis: int | None) -> np.ndarray:
+    """The mean of the defined variances along ``axis`` (NaN where none is)."""
+    defined = np.isfinite(variance)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nansum(variance, axis=axis, keepdims=True) / defined.sum(axis=axis, keepdims=True)
 
 
 def _in_sums(masks: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +77,7 @@ def _counts(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def margin_memorization(masks: np.ndarray, train_margin: np.ndarray) -> np.ndarray:
     """Φ(μ_in/σ_in) − Φ(μ_out/σ_out) of every training example's own margin (NaN where it is in
-    fewer than two models, or out of fewer than two)."""
+    no model, or out of none; a group of one margin takes σ pooled over all examples)."""
     _check_pair(masks, train_margin, "train_margin")
     n_in, n_out = _counts(masks)
     in_sum, total = _in_sums(masks, train_margin)
@@ -89,7 +100,8 @@ def eb_memorization(masks: np.ndarray, train_correct: np.ndarray) -> np.ndarray:
 def margin_influence(
     masks: np.ndarray, test_margin: np.ndarray, labels: Labels, per_test: int, max_block_mb: float = DEFAULT_BLOCK_MB
 ) -> pd.DataFrame:
-    """The ``per_test`` highest margin-n influences of each test example, same-class pairs:
+    """The ``per_test`` highest margin-n influences of each test example, same-class pairs (a
+    group of one margin takes σ pooled over the test example's training examples):
     columns ``train_index``, ``test_index``, ``score``."""
     _check_pair(masks, test_margin, "test_margin", columns=len(labels[1]))
 
@@ -98,8 +110,8 @@ def margin_influence(
         n_in, n_out = _counts(inside)
         in_sum, in_squares = inside.T @ margin, inside.T @ np.square(margin)
         total, squares = margin.sum(axis=0), np.square(margin).sum(axis=0)
-        p_in = p_correct(in_sum, in_squares, n_in[:, None])
-        return p_in - p_correct(total - in_sum, squares - in_squares, n_out[:, None])
+        p_in = p_correct(in_sum, in_squares, n_in[:, None], axis=0)  # σ pooled per test example
+        return p_in - p_correct(total - in_sum, squares - in_squares, n_out[:, None], axis=0)
 
     return top_pairs(masks, test_margin, labels, per_test, score, max_block_mb)
 

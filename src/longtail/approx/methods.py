@@ -77,6 +77,10 @@ SUBSET_FAMILIES: dict[str, SubsetFamily] = {
 }
 
 
+#: Every method the ``approximation`` parameters may name.
+METHODS: tuple[str, ...] = tuple(SUBSET_FAMILIES)
+
+
 def subset_method(family: str, n: int) -> str:
     return f"{family}-{n}"
 
