@@ -49,8 +49,9 @@ from variance import fixed_set  # noqa: E402
 from longtail.estimate import memorization  # noqa: E402
 from longtail.nets.config import TrainConfig  # noqa: E402
 from longtail.nets.data import DataStreams, model_seeds  # noqa: E402
-from longtail.nets.ensemble import _fit, _init_model, _memory_format, _predict, _prepare_data, sgd, train_ensemble  # noqa: E402
-from longtail.nets.stacking import stack_models  # noqa: E402
+from longtail.nets.ensemble import train_ensemble  # noqa: E402
+from longtail.nets.loop import Recipe, fit, init_model, predict, prepare_data, sgd  # noqa: E402
+from longtail.nets.stacking import StackedModels  # noqa: E402
 
 FRESH = 10**6  # model ids from here on share no seed with the study's models
 
@@ -107,18 +108,20 @@ def shared_seeds(inputs: dict, config: TrainConfig, models: int, block: int, exa
 
 def branches(inputs: dict, config: TrainConfig, trunks: int, copies: int, last: int, examples: np.ndarray) -> dict:
     images, labels = inputs["train_images"], inputs["train_labels"]
-    data = _prepare_data(images, labels, {"train": (images, labels)}, int(inputs["n_classes"]), torch.device("cpu"), torch.float32)
+    data = prepare_data(images, labels, {"train": (images, labels)}, int(inputs["n_classes"]), torch.device("cpu"), torch.float32)
     masks = inputs["masks"][:trunks]
     subsets = np.stack([np.flatnonzero(m) for m in masks])
 
-    def stacked(count: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-        net = stack_models([_init_model(config, FRESH + i, data.input_shape, data.n_classes) for i in range(count)])
+    recipe = Recipe(config)
+
+    def stacked(count: int) -> tuple[StackedModels, torch.optim.Optimizer]:
+        net = StackedModels([init_model(config, FRESH + i, data.input_shape, data.n_classes) for i in range(count)])
         return net, sgd(net, config)
 
     trunk, trunk_optimizer = stacked(trunks)
     seeds = [model_seeds(config.seed, FRESH + i)[1] for i in range(trunks)]
     head = range(config.epochs - last)
-    _fit(trunk, trunk, DataStreams(subsets, seeds, False), data, config, optimizer=trunk_optimizer, epochs=head)
+    fit(trunk, DataStreams(subsets, seeds, False), data, recipe, optimizer=trunk_optimizer, epochs=head)
     net, optimizer = stacked(trunks * copies)  # each trunk's weights and momenta, copied into its branches
     with torch.no_grad():
         for source, target in zip(trunk.parameters(), net.parameters()):
@@ -126,9 +129,9 @@ def branches(inputs: dict, config: TrainConfig, trunks: int, copies: int, last: 
             optimizer.state[target]["momentum_buffer"] = trunk_optimizer.state[source]["momentum_buffer"].repeat_interleave(copies, 0)
     seeds = [model_seeds(config.seed, 2 * FRESH + i)[1] for i in range(trunks * copies)]
     streams = DataStreams(np.repeat(subsets, copies, axis=0), seeds, False)
-    _fit(net, net, streams, data, config, optimizer=optimizer, epochs=range(config.epochs - last, config.epochs))
+    fit(net, streams, data, recipe, optimizer=optimizer, epochs=range(config.epochs - last, config.epochs))
     net.eval()
-    correct = _predict(net, trunks * copies, data.images, data.labels, 2 * config.batch_size, _memory_format(config))[0].numpy()
+    correct = predict(net, data.images, data.labels, 2 * config.batch_size, recipe)[0].numpy()
     member = np.repeat(masks, copies, axis=0)
     groups = np.repeat(np.arange(trunks), copies)
     return _summary(icc(correct[:, examples].astype(float), ~member[:, examples], groups))

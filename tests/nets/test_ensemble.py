@@ -8,7 +8,8 @@ import torch
 from longtail.estimate import memorization
 from longtail.nets.data import PAD, crop_and_flip
 from longtail.nets.config import TrainConfig
-from longtail.nets.ensemble import EnsembleResult, _tf32_matmuls, lr_at, train_ensemble, train_one_by_one
+from longtail.nets.ensemble import EnsembleResult, train_ensemble, train_one_by_one
+from longtail.nets.loop import lr_at, prepare_data, tf32_matmuls
 from longtail.nets.models import build_model
 from longtail.nets.sizing import CPU_SHARD_BYTES, bytes_per_model, models_per_shard
 from tests.nets.digits_split import digits_split, subset_masks
@@ -248,10 +249,8 @@ def test_recording_epochs_changes_no_model_and_ends_with_the_final_evaluation(di
 
 
 def test_the_training_split_goes_onto_the_device_once_when_it_is_also_evaluated(digits):
-    from longtail.nets.ensemble import _prepare_data  # noqa: PLC0415
-
     images, labels, eval_sets = digits
-    data = _prepare_data(images, labels, {"train": (images, labels), **eval_sets}, 10, torch.device("cpu"), torch.float32)
+    data = prepare_data(images, labels, {"train": (images, labels), **eval_sets}, 10, torch.device("cpu"), torch.float32)
     assert data.eval_sets["train"][0] is data.images and data.eval_sets["train"][1] is data.labels
     test_images = data.eval_sets["test"][0]
     assert test_images.data_ptr() != data.images.data_ptr()
@@ -281,11 +280,11 @@ def test_tf32_matmuls_hold_only_inside_and_restore_the_process_setting() -> None
     training raises; switched off, the context changes nothing."""
     matmul = torch.backends.cuda.matmul
     before = matmul.fp32_precision
-    with _tf32_matmuls(True):
+    with tf32_matmuls(True):
         assert matmul.fp32_precision == "tf32"
     assert matmul.fp32_precision == before
-    with pytest.raises(RuntimeError, match="boom"), _tf32_matmuls(True):
+    with pytest.raises(RuntimeError, match="boom"), tf32_matmuls(True):
         raise RuntimeError("boom")
     assert matmul.fp32_precision == before
-    with _tf32_matmuls(False):
+    with tf32_matmuls(False):
         assert matmul.fp32_precision == before

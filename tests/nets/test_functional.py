@@ -19,8 +19,8 @@ import torch
 from sklearn.datasets import load_digits, load_wine
 
 from longtail.nets.config import TrainConfig
-from longtail.nets.ensemble import EnsembleResult, _shard_trainer, train_ensemble, train_one_by_one
-from longtail.nets.functional import _vmappable, train_vmapped
+from longtail.nets.ensemble import EnsembleResult, implementation, train_ensemble, train_one_by_one
+from longtail.nets.functional import VmappedEnsemble, vmappable
 from longtail.nets.models import InvalidModel, build_model, custom_model_signature
 from longtail.params import InvalidParameters
 from tests.conftest import checked_block
@@ -85,7 +85,7 @@ def assert_same_models(a: EnsembleResult, b: EnsembleResult) -> None:
 def test_the_vmapped_ensemble_matches_one_by_one_training(model, dataset, request, caplog) -> None:
     data = request.getfixturevalue(dataset)
     masks, config = masks_for(4, len(data[1])), replace(SHORT, model=model)
-    assert _shard_trainer(config) is train_vmapped
+    assert implementation(config, data[0].shape[1:], int(data[1].max()) + 1, torch.device("cpu")) is VmappedEnsemble
     with caplog.at_level(logging.WARNING, logger="longtail.nets.functional"):
         vmapped = train(train_ensemble, data, masks, config)
     assert "cannot be vmapped" not in caplog.text
@@ -117,7 +117,7 @@ def test_a_model_depends_only_on_seed_and_model_id(wine) -> None:
 
 
 def test_a_module_vmap_cannot_run_trains_one_by_one_with_one_log_line(digits, caplog) -> None:
-    _vmappable.cache_clear()
+    vmappable.cache_clear()
     masks, config = masks_for(4, 1000), replace(SHORT, model="custom_models:sign_gate", models_per_shard=2)
     with caplog.at_level(logging.WARNING, logger="longtail.nets.functional"):
         fallback = train(train_ensemble, digits, masks, config)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.datasets import load_wine
 
-from longtail.nets.ensemble import _prepare_data
+from longtail.nets.loop import prepare_data
 from longtail.params import DatasetParams, InvalidParameters
 from longtail.pipelines.ingestion.nodes import load_and_split
 from longtail.sources import DatasetFilesMissing, InvalidDataset, TableSpec, load_source
@@ -54,7 +54,7 @@ def test_the_trainer_standardises_each_feature_by_the_training_rows(wine) -> Non
     frame, path = wine
     source = load(path)
     images, labels = source.train.images, source.train.labels
-    data = _prepare_data(
+    data = prepare_data(
         images[:100], labels[:100], {"test": (images[100:], labels[100:])}, 3, torch.device("cpu"), torch.float32
     )
     features = frame.drop(columns="target").to_numpy(np.float64)

@@ -3,14 +3,15 @@
 The K models of a shard are built one by one, each under its own (seed, model id) seed, then
 their parameters and buffers are stacked (``torch.func.stack_module_state``) and one
 ``torch.func.vmap`` over ``torch.func.functional_call`` runs all of them on their own
-minibatches. Everything else (data order, SGD, schedule, evaluation) is the code the built-in
-stacked networks train with (:mod:`longtail.nets.ensemble`), so the models equal those of
+minibatches. Everything else (data order, SGD, schedule, evaluation) is the loop the built-in
+stacked networks train with (:mod:`longtail.nets.loop`), so the models equal those of
 one-by-one training up to floating-point rounding.
 
 Buffers are vmapped like the parameters, so BatchNorm's running statistics are updated per
 model in place, as PyTorch's guidance on vmap and batch norm describes. A module that vmap
 cannot run (data-dependent Python control flow, ``.item()``, BatchNorm with
-``momentum=None``, ...) trains one model at a time through the reference loop instead.
+``momentum=None``, ...) is told by :func:`vmappable`; the planner then trains it one model at
+a time.
 """
 
 from __future__ import annotations
@@ -25,17 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from longtail.nets.config import TrainConfig
-from longtail.nets.ensemble import (
-    EnsembleResult,
-    _cpu_states,
-    _Data,
-    _init_model,
-    _Shard,
-    _train_and_evaluate,
-    _train_plain,
-)
-from longtail.nets.stacking import StateDict
+from longtail.nets.loop import StateDict, preferred_memory_format
+from longtail.nets.models import build_model
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +35,8 @@ PROBE_EXAMPLES = 4  # BatchNorm in training mode needs more than one value per c
 
 
 class VmappedEnsemble(nn.Module):
-    """K modules of one architecture as stacked parameters and buffers, run side by side.
+    """K modules of one architecture as stacked parameters and buffers, run side by side: the
+    loop's ``Ensemble``.
 
     Takes the image layout of :mod:`longtail.nets.stacking`, (B, K*C, H, W), model k owning
     channels ``k*C:(k+1)*C``, and returns (K, B, n_classes) logits. The template module only
@@ -55,6 +48,7 @@ class VmappedEnsemble(nn.Module):
         super().__init__()
         params, buffers = stack_module_state(list(models))
         self.n_models = len(models)
+        self.memory_format = preferred_memory_format(models[0])
         self._param_names, self._buffer_names = list(params), list(buffers)
         self.stacked = nn.ParameterList([nn.Parameter(params[name].detach()) for name in self._param_names])
         for position, name in enumerate(self._buffer_names):
@@ -102,24 +96,12 @@ def vmap_problem(template: nn.Module, input_shape: tuple[int, ...], n_classes: i
 
 
 @functools.cache
-def _vmappable(model: str, input_shape: tuple[int, ...], n_classes: int, device: torch.device) -> bool:
-    """Probe once per process and model, and log once why a model falls back."""
-    template = _init_model(TrainConfig(model=model), 0, input_shape, n_classes)
+def vmappable(model: str, input_shape: tuple[int, ...], n_classes: int, device: torch.device) -> bool:
+    """Whether ``model`` (a factory's import path) trains vmapped: probed once per process and
+    model on a copy built under a forked RNG; logs once why a model falls back."""
+    with torch.random.fork_rng(devices=[]):
+        template = build_model(model, input_shape, n_classes)
     problem = vmap_problem(template, input_shape, n_classes, device)
     if problem is not None:
         logger.warning("model %s cannot be vmapped (%s); training its models one at a time", model, problem)
     return problem is None
-
-
-def train_vmapped(shard: _Shard, data: _Data, config: TrainConfig) -> EnsembleResult:
-    """The shard's models as one :class:`VmappedEnsemble` (a ``ShardTrainer``), or one at a
-    time through the reference loop when the module cannot be vmapped."""
-    if not _vmappable(config.model, data.input_shape, data.n_classes, data.device):
-        return _train_plain(shard, data, config)
-    models = [_init_model(config, i, data.input_shape, data.n_classes).to(data.device) for i in shard.model_ids]
-    net = VmappedEnsemble(models)
-    forward = torch.compile(net) if config.compile else net
-    result = _train_and_evaluate(net, forward, shard, data, config)
-    if config.keep_models:
-        result.state_dicts = _cpu_states(net.unstack())
-    return result

@@ -19,9 +19,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from longtail.nets.loop import StateDict, preferred_memory_format
 from longtail.nets.models import Residual, Scale
-
-StateDict = dict[str, torch.Tensor]
 
 #: Modules that act on each channel (or element) independently and so work unchanged.
 CHANNELWISE = (
@@ -210,6 +209,22 @@ def stack_models(models: Sequence[nn.Module]) -> nn.Module:
         if name and next(module.children(), None) is None:
             stacked.set_submodule(name, _stack_leaf([m.get_submodule(name) for m in models]))
     return stacked
+
+
+class StackedModels(nn.Module):
+    """K built-in networks as one :func:`stack_models` network: the loop's ``Ensemble``."""
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.n_models = len(models)
+        self.memory_format = preferred_memory_format(models[0])
+        self.net = stack_models(models).to(memory_format=self.memory_format)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def unstack(self) -> list[StateDict]:
+        return unstack_state_dicts(self.net, self.n_models)
 
 
 def unstack_state_dicts(stacked: nn.Module, n_models: int) -> list[StateDict]:
