@@ -83,14 +83,17 @@ def study_models(store_root: Path, dataset: str, n_models: int) -> tuple[SubsetM
     return models, subset_model_seconds(data, inputs["masks"][0], config)
 
 
-def check_setting(models: SubsetModels, reference: dict[str, np.ndarray], counts: list[int]) -> None:
-    """The reference must be of the same data, and share no model with the study side."""
-    for side, ours in zip(("train_labels", "test_labels"), models.labels):
-        if not np.array_equal(reference[side], ours):
-            raise SystemExit(f"the reference's {side} differ from this study's: another dataset, split or label noise")
+def check_independent(reference: dict[str, np.ndarray], counts: list[int]) -> None:
+    """The study side must share no model with the reference (checked before training)."""
     start = int(reference["reference_models"][0])
     if max(counts) > start:
         raise SystemExit(f"--counts up to {max(counts)} would share models with the reference (models {start} on)")
+
+
+def check_same_data(models: SubsetModels, reference: dict[str, np.ndarray]) -> None:
+    for side, ours in zip(("train_labels", "test_labels"), models.labels):
+        if not np.array_equal(reference[side], ours):
+            raise SystemExit(f"the reference's {side} differ from this study's: another dataset, split or label noise")
 
 
 def goals(table: pd.DataFrame) -> dict:
@@ -128,8 +131,9 @@ def markdown(table: pd.DataFrame) -> str:
 def measure(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     reference_arrays = load_reference(args.reference_npz)
+    check_independent(reference_arrays, args.counts)
     models, unit = study_models(args.store, args.dataset, max(args.counts))
-    check_setting(models, reference_arrays, args.counts)
+    check_same_data(models, reference_arrays)
     reference = Reference.from_models(
         reference_arrays["masks"], reference_arrays["train_correct"], reference_arrays["test_correct"], models.labels,
         REFERENCE_MEM, REFERENCE_PAIR, MAX_BLOCK_MB,

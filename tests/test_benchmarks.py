@@ -76,6 +76,36 @@ def test_replication_benchmark_round_trip_through_a_machine_without_the_project(
     assert {"twins", "shared_seeds", "branches"} <= set(noise) and all(noise[k]["seconds"] > 0 for k in ("twins", "branches"))
 
 
+def test_approximations_benchmark_against_an_exported_reference(tmp_path: Path) -> None:
+    """replication.py train → export_reference.py (reads the store, trains nothing) →
+    approximations.py, which trains only the timing model: the study side's models are stored."""
+    store, reference = tmp_path / "store", tmp_path / "reference.npz"
+    benchmarks = ROOT / "benchmarks"
+    common = ["--dataset", "digits", "--store", str(store)]
+    subprocess.run([sys.executable, str(benchmarks / "replication.py"), "train", "--models", "8", *common], check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, str(benchmarks / "export_reference.py"), "--models", "8", "--reference", "4", "8", "--out", str(reference), *common],
+        check=True, timeout=600,
+    )
+    exported = np.load(reference, allow_pickle=False)
+    assert exported["masks"].shape == (4, 1437) and exported["reference_models"].tolist() == [4, 8]
+    assert exported["train_correct"].shape == (4, 1437) and exported["test_correct"].shape == (4, 360)
+    approximations = [sys.executable, str(benchmarks / "approximations.py"), "--reference-npz", str(reference), *common]
+    overlapping = subprocess.run([*approximations, "--counts", "5", "--json", str(tmp_path / "x.json")], capture_output=True, text=True, timeout=600)
+    assert overlapping.returncode != 0 and "would share models with the reference (models 4 on)" in overlapping.stderr
+    markdown = tmp_path / "a.md"
+    result = run("approximations.py", tmp_path / "a.json", "--reference-npz", str(reference), "--counts", "2", "4", "--markdown", str(markdown), *common)
+    methods = [f"{family}-{n}" for n in (2, 4) for family in ("fz", "margin", "eb")]
+    assert [(row["method"], row["target"]) for row in result["rows"]] == [(m, "memorization") for m in methods] + [(m, "influence") for m in methods]
+    # the reference sets are those of the exported models' exact estimate
+    mem = memorization(exported["masks"], exported["train_correct"])["mem"].to_numpy()
+    assert result["r_mem"] == int((np.nan_to_num(mem, nan=-1) >= 0.25).sum()) > 0
+    assert result["reference_models"] == [4, 8] and result["subset_model_seconds"] > 0
+    assert set(result["goals"]) == {"memorization", "influence"} and result["goals"]["memorization"]["budget_models"] == 25
+    lines = markdown.read_text().splitlines()
+    assert lines[0].startswith("| method | cost (models) |") and [line.split(" | ")[0][2:] for line in lines[2:]] == methods
+
+
 def _benchmark(name: str):
     """benchmarks/<name>.py as a module (its functions are the statistics it reports)."""
     import importlib.util
