@@ -48,7 +48,7 @@ def fit_beta_prior(successes: np.ndarray, trials: np.ndarray, axis: int = 0) -> 
         inverse_trials = np.where(observed, 1.0 / trials, np.nan)
     counted = observed.sum(axis=axis)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.nanmean(rate, axis=axis) if rate.size else np.full(counted.shape, np.nan)
+        mean = np.nansum(rate, axis=axis) / counted
         spread = np.nansum((rate - np.expand_dims(mean, axis)) ** 2, axis=axis) / (counted - 1)
         noise = np.nansum(inverse_trials, axis=axis) / counted  # mean of 1 / n_i
         binomial = mean * (1 - mean)
