@@ -45,13 +45,14 @@ BATCH = 500  # examples per batch handed to the peer packages
 @dataclass(frozen=True)
 class AttributionOptions:
     """The methods' own settings: how many runs' last weights TRAK and the influence function
-    use (None: all), TRAK's projection dimension (None: no projection, for tiny networks), the
-    influence function's damping (None: kronfluence's heuristic, 0.1 × the mean eigenvalue),
+    use (None: all), TRAK's projection dimension (None: no projection, for tiny networks) and
+    the ridge λ it adds to XᵀX (traker's ``lambda_reg``), the influence function's damping (None: kronfluence's heuristic, 0.1 × the mean eigenvalue),
     the checkpoint epochs TracIn sums over (None: every stored one after training began), and
     the projection's seed."""
 
     models: int | None = None
     trak_proj_dim: int | None = 512
+    trak_ridge: float = 0.0
     influence_damping: float | None = None
     epochs: Sequence[int] | None = None
     seed: int = 0
@@ -132,7 +133,7 @@ def _trak(data: _Data) -> tuple[torch.Tensor, int, int]:
     with tempfile.TemporaryDirectory() as save_dir:
         traker = TRAKer(
             model=template, task="image_classification", train_set_size=len(data.y), save_dir=save_dir, device="cpu",
-            projector=projector, use_half_precision=False, logging_level=logging.ERROR,
+            projector=projector, use_half_precision=False, logging_level=logging.ERROR, lambda_reg=data.options.trak_ridge,
         )
         for run in models:
             traker.load_checkpoint(runs.checkpoints[run][-1], model_id=run)
@@ -170,7 +171,7 @@ def _influence_function(data: _Data) -> tuple[torch.Tensor, int, int]:
     from kronfluence.arguments import FactorArguments, ScoreArguments  # noqa: PLC0415
     from torch.utils.data import TensorDataset  # noqa: PLC0415
 
-    task = _kronfluence_task(data.runs.config.label_smoothing)
+    task = _kronfluence_task(data.runs.config.label_smoothing, data.options.seed)
     train, test = TensorDataset(data.x, data.y), TensorDataset(data.x_test, data.y_test)
     total = torch.zeros(len(data.y), len(data.y_test), dtype=torch.float64)
     models = data.models()
@@ -191,10 +192,13 @@ def _influence_function(data: _Data) -> tuple[torch.Tensor, int, int]:
     return total / len(models), len(models), data.runs.epochs
 
 
-def _kronfluence_task(label_smoothing: float):
+def _kronfluence_task(label_smoothing: float, seed: int):
     """kronfluence's Task for classification: the training loss (with labels drawn from the
-    model for the true Fisher when ``sample``) and the test example's loss as the measurement."""
+    model, by a generator seeded with ``seed``, for the true Fisher when ``sample``) and the
+    test example's loss as the measurement."""
     from kronfluence.task import Task  # noqa: PLC0415
+
+    generator = torch.Generator().manual_seed(seed)
 
     class Classification(Task):
         def compute_train_loss(self, batch, model, sample=False):  # noqa: ANN001, ANN202, FBT002 - kronfluence's signature
@@ -202,7 +206,7 @@ def _kronfluence_task(label_smoothing: float):
             logits = model(inputs)
             if sample:
                 with torch.no_grad():
-                    labels = torch.multinomial(logits.detach().softmax(-1), 1).flatten()
+                    labels = torch.multinomial(logits.detach().softmax(-1), 1, generator=generator).flatten()
             return F.cross_entropy(logits, labels, reduction="sum", label_smoothing=label_smoothing)
 
         def compute_measurement(self, batch, model):  # noqa: ANN001, ANN202
