@@ -4,6 +4,7 @@ the TRAK estimator written out from its definition, and the influence function's
 from __future__ import annotations
 
 import importlib.util
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -81,6 +82,13 @@ def test_unknown_methods_are_refused(digits, runs):
     x, y, x_test, y_test = digits
     with pytest.raises(ValueError, match="unknown method 'datamodels'; allowed: trak, tracin, influence_function"):
         influence_approximations(runs, x, y, x_test, y_test, ["datamodels"], **BUDGET)
+
+
+def test_a_missing_peer_package_stops_the_call_before_any_method_runs(digits, runs, monkeypatch):
+    x, y, x_test, y_test = digits
+    monkeypatch.setitem(sys.modules, "kronfluence", None)  # import kronfluence raises ImportError
+    with pytest.raises(ImportError, match=r"method 'influence_function' needs the 'kronfluence' package .*pip install -e '\.\[peers\]'"):
+        influence_approximations(runs, x, y, x_test, y_test, ["nn_input", "influence_function"], **BUDGET)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ The peer packages are imported inside their methods, so the library imports with
 
 from __future__ import annotations
 
+import importlib
 import logging
 import tempfile
 import time
@@ -39,6 +40,8 @@ from longtail.approx.result import PAIR_COLUMNS, InfluenceEstimate
 from longtail.approx.runs import Budget, FullRuns
 
 INFLUENCE_METHODS = ("trak", "tracin", "influence_function", "nn_features", "nn_input")
+#: The methods that run a peer package (the ``peers`` extra), and the module each imports.
+PEER_MODULES = {"trak": "trak", "influence_function": "kronfluence"}
 BATCH = 500  # examples per batch handed to the peer packages
 
 
@@ -99,10 +102,11 @@ def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     handle = last[-1].register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
     try:
         with torch.no_grad():
-            model(x)
+            for start in range(0, len(x), BATCH):
+                model(x[start : start + BATCH])
     finally:
         handle.remove()
-    return seen[0]
+    return torch.cat(seen)
 
 
 def _nn_features(data: _Data) -> tuple[torch.Tensor, int, int]:
@@ -225,6 +229,16 @@ _METHODS: dict[str, Method] = {
 }
 
 
+def check_peers(methods: Sequence[str]) -> None:
+    """ImportError, before anything is computed, when a requested method's package is missing."""
+    for method in methods:
+        if method in PEER_MODULES:
+            try:
+                importlib.import_module(PEER_MODULES[method])
+            except ImportError as error:
+                raise ImportError(f"method {method!r} needs the {PEER_MODULES[method]!r} package ({error}); install the peers extra: pip install -e '.[peers]'") from error
+
+
 def top_same_class_pairs(scores: np.ndarray, train_labels: np.ndarray, test_labels: np.ndarray, per_test: int) -> pd.DataFrame:
     """Each test example's ``per_test`` highest-scored training examples of its own class (all
     of them where the class has fewer), from (n_train, n_test) ``scores``: ``PAIR_COLUMNS``,
@@ -270,6 +284,7 @@ def influence_approximations(
     example's ``per_test`` highest-scored training examples of its class. Images in [0, 1]; the
     training split is the one the ``runs`` were trained on. Cost as in ``memorization_proxies``."""
     check_methods(methods, INFLUENCE_METHODS)
+    check_peers(methods)
     check_training_data(runs, train_images, train_labels)
     if np.shape(test_labels) != (len(test_images),):
         raise ValueError(f"test_labels must be ({len(test_images)},); got shape {np.shape(test_labels)}")

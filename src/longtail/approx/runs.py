@@ -85,9 +85,9 @@ class FullRuns:
 
     def model(self, run: int, position: int = -1) -> nn.Module:
         """Run ``run``'s network at checkpoint ``position`` (default the last), in eval mode on the CPU."""
-        net = build_model(self.config.model, self.input_shape, self.n_classes, self.config.hidden_sizes)
+        net = build_model(self.config.model, self.input_shape, self.n_classes, self.config.hidden_sizes).to(self.config.dtype)
         net.load_state_dict(self.checkpoints[run][position])
-        return net.to(self.config.dtype).eval()
+        return net.eval()
 
     def standardise(self, images: np.ndarray) -> torch.Tensor:
         """Images in [0, 1] as the networks saw them: standardised with the training statistics."""
