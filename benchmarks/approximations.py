@@ -1,18 +1,20 @@
 """Which approximation to trust at which budget (issue 18's measure).
 
-Every method of ``longtail.approx.methods`` is measured against a reference: the exact
+Every method of ``longtail.approx.methods`` (``--methods``, default all; ``trak`` and
+``influence_function`` need the ``peers`` extra) is measured against a reference: the exact
 estimate from models 500 … 1,999 of the default mnist5k study of 2,000 models, 1,500 models
 that no approximation uses. R_mem is the training examples with reference mem ≥ 0.25, R_pairs
 the same-class pairs with reference infl ≥ 0.15 whose training example is in R_mem; a method
 is scored by precision at |R_mem|, ROC AUC and (if it estimates mem) MAE, and by the recall
 of R_pairs among its |R_pairs| and 10·|R_pairs| highest pairs (``longtail.approx.measure``).
-Cost is counted in subset-model trainings; seconds are one subset model's seconds (measured
-here, trained alone) times that, plus the method's own computation.
+Cost is counted in subset-model trainings (one subset model timed here, trained alone, converts
+extra passes); seconds are measured, for the subset-model methods as n times that model's
+seconds plus their own computation.
 
 The reference comes as an npz written by benchmarks/export_reference.py from the store that
 holds it (trained by ``benchmarks/replication.py train --models 2000``). The study side, the
-first max(--counts) subset models with their margins, is trained here with this checkout's
-code (and kept in ``--store``):
+first max(--counts) subset models with their margins (kept in ``--store``) and ``--runs``
+full-data runs, is trained here with this checkout's code:
 
     python benchmarks/approximations.py --reference-npz ~/reference-500-2000.npz \\
         --json approximations.json --markdown approximations.md
@@ -34,8 +36,19 @@ import numpy as np
 import pandas as pd
 
 from longtail.approx.measure import Reference, agreement
-from longtail.approx.methods import SUBSET_FAMILIES, SubsetModels, estimates_mem, subset_model_estimates, subset_model_seconds
-from longtail.executors import LocalExecutor, train_with_store
+from longtail.approx.methods import (
+    METHODS,
+    SUBSET_FAMILIES,
+    FullRunPlan,
+    SubsetModels,
+    estimates_mem,
+    full_run_estimates,
+    subset_model_estimates,
+    subset_model_seconds,
+)
+from longtail.executors import LocalExecutor, TrainingData, train_with_store
+from longtail.nets.config import TrainConfig
+from longtail.params import SamplingParams
 from longtail.shards import ShardStore
 from longtail.study import experiment_identity, training_data
 from replication import PER_SHARD, REFERENCE_MEM, REFERENCE_PAIR, study_inputs
@@ -68,19 +81,25 @@ def load_reference(path: Path) -> dict[str, np.ndarray]:
         return {name: stored[name] for name in stored.files}
 
 
-def study_models(store_root: Path, dataset: str, n_models: int) -> tuple[SubsetModels, float]:
-    """The default study's first ``n_models`` subset models with their margins (trained into
-    ``store_root`` where missing), and the seconds of one subset model trained alone."""
+def study_setting(dataset: str, n_models: int) -> tuple[dict[str, np.ndarray], TrainingData, TrainConfig, SamplingParams]:
+    """The default study's inputs (its first ``n_models`` masks), splits, trainer and sampling."""
     inputs, config, sampling = study_inputs(dataset, "independent", n_models)
     data = training_data(inputs["train_images"], inputs["train_labels"], inputs["test_images"], inputs["test_labels"])
+    return inputs, data, config, sampling
+
+
+def study_models(
+    store_root: Path, inputs: dict[str, np.ndarray], data: TrainingData, config: TrainConfig, sampling: SamplingParams
+) -> SubsetModels:
+    """The study's subset models of ``inputs["masks"]`` with their margins, trained into
+    ``store_root`` where missing."""
     store = ShardStore(store_root, experiment_identity(data, config, sampling))
     arrays, trained = train_with_store(store, inputs["masks"], data, config, PER_SHARD, LocalExecutor())
-    logging.info("%s: %d subset models, %d trained now", dataset, n_models, trained)
-    models = SubsetModels(
+    logging.info("%d subset models, %d trained now", len(inputs["masks"]), trained)
+    return SubsetModels(
         inputs["masks"], arrays["train_correct"], arrays["test_correct"], arrays["train_margin"], arrays["test_margin"],
         (inputs["train_labels"], inputs["test_labels"]),
     )
-    return models, subset_model_seconds(data, inputs["masks"][0], config)
 
 
 def check_independent(reference: dict[str, np.ndarray], counts: list[int]) -> None:
@@ -132,15 +151,24 @@ def measure(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     reference_arrays = load_reference(args.reference_npz)
     check_independent(reference_arrays, args.counts)
-    models, unit = study_models(args.store, args.dataset, max(args.counts))
+    inputs, data, config, sampling = study_setting(args.dataset, max(args.counts))
+    models = study_models(args.store, inputs, data, config, sampling)
     check_same_data(models, reference_arrays)
+    unit = subset_model_seconds(data, inputs["masks"][0], config)
     reference = Reference.from_models(
         reference_arrays["masks"], reference_arrays["train_correct"], reference_arrays["test_correct"], models.labels,
         REFERENCE_MEM, REFERENCE_PAIR, MAX_BLOCK_MB,
     )
+    families = [m for m in args.methods if m in SUBSET_FAMILIES]
     mem, infl = subset_model_estimates(
-        models, args.families, args.counts, per_test=args.per_test, subset_model_seconds=unit, max_block_mb=MAX_BLOCK_MB
+        models, families, args.counts, per_test=args.per_test, subset_model_seconds=unit, max_block_mb=MAX_BLOCK_MB
     )
+    plan = FullRunPlan(args.runs, seed=0, checkpoint_epochs=args.checkpoint_epochs)
+    run_mem, run_infl = full_run_estimates(
+        data, config, [m for m in args.methods if m not in SUBSET_FAMILIES], plan, per_test=args.per_test,
+        subset_model_seconds=unit, subset_ratio=sampling.subset_ratio,
+    )
+    mem, infl = mem + run_mem, infl + run_infl
     table = agreement(reference, mem, infl, {e.method for e in mem if estimates_mem(e.method)})
     return {
         "dataset": args.dataset,
@@ -148,6 +176,8 @@ def measure(args: argparse.Namespace) -> dict:
         "r_mem": int(reference.memorized.sum()),
         "r_pairs": len(reference.pairs),
         "counts": args.counts,
+        "runs": args.runs,
+        "checkpoint_epochs": args.checkpoint_epochs,
         "per_test": args.per_test,
         "subset_model_seconds": unit,
         "rows": json.loads(table.to_json(orient="records")),
@@ -163,7 +193,10 @@ def main() -> None:
     parser.add_argument("--reference-npz", type=Path, required=True, help="written by benchmarks/export_reference.py")
     parser.add_argument("--dataset", default="mnist5k")
     parser.add_argument("--counts", type=int, nargs="+", default=list(COUNTS), help="n of the subset-model families")
-    parser.add_argument("--families", nargs="+", default=list(SUBSET_FAMILIES), choices=list(SUBSET_FAMILIES))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD",
+                        help=f"subset-model families and full-run methods (default all: {' '.join(METHODS)})")
+    parser.add_argument("--runs", type=int, default=4, help="full-data runs that the full-run methods share (at most 8)")
+    parser.add_argument("--checkpoint-epochs", type=int, nargs="+", help="epochs whose weights the runs keep (default: every epoch)")
     parser.add_argument("--per-test", type=int, default=PER_TEST, help="pairs listed per test example and method")
     parser.add_argument("--store", type=Path, default=Path.home() / ".cache" / "longtail" / "approximation-shards")
     parser.add_argument("--json", type=Path, required=True)

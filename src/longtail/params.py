@@ -279,7 +279,7 @@ class ApproximationParams(_Block):
     methods: tuple[str, ...]  # subset-model families and full-data-run methods, by name
     model_counts: tuple[int, ...]  # n of the subset-model families (fz-n, ...); counts above sampling.n_models are skipped
     proxy_runs: int = Field(ge=1, le=8)  # full-data training runs of the training-dynamics and attribution methods
-    checkpoint_epochs: tuple[int, ...] | None = None  # epochs whose end the runs keep a checkpoint of; null: the methods' default
+    checkpoint_epochs: tuple[int, ...] | None = None  # epochs whose end the runs keep the weights of (0: initial); null: every epoch
     per_test: int = Field(ge=1)  # highest-scored same-class pairs listed per test example and method
     seed: int = Field(ge=0)  # the full-data runs' seed
 
@@ -296,7 +296,7 @@ class ApproximationParams(_Block):
     @field_validator("model_counts", "checkpoint_epochs")
     @classmethod
     def _increasing(cls, counts: tuple[int, ...] | None, info: ValidationInfo) -> tuple[int, ...] | None:
-        least = 2 if info.field_name == "model_counts" else 1  # an estimate needs models with and without each example
+        least = 2 if info.field_name == "model_counts" else 0  # an estimate needs models with and without each example
         if counts is not None and (any(n < least for n in counts) or list(counts) != sorted(set(counts))):
             raise ValueError(f"must be increasing whole numbers without repeats, each at least {least}")
         return counts
@@ -350,7 +350,7 @@ class StudyParams(_Block):
         if late:
             raise ValueError(
                 f"approximation.checkpoint_epochs={list(self.approximation.checkpoint_epochs)}: epochs {late} come after "
-                f"the last of training.epochs={self.training.epochs}; allowed: 1 to {self.training.epochs}"
+                f"the last of training.epochs={self.training.epochs}; allowed: 0 (the initial weights) to {self.training.epochs}"
             )
         return self
 

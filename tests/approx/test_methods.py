@@ -7,7 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from longtail.approx.methods import SUBSET_FAMILIES, SubsetModels, estimates_mem, subset_model_estimates
+from longtail.approx.methods import (
+    METHODS,
+    RUN_METHODS,
+    SUBSET_FAMILIES,
+    FullRunPlan,
+    SubsetModels,
+    estimates_mem,
+    full_run_estimates,
+    subset_model_estimates,
+)
 from longtail.approx.result import InfluenceEstimate, MemorizationEstimate
 from longtail.approx.tables import (
     INFLUENCE_COLUMNS,
@@ -18,6 +27,8 @@ from longtail.approx.tables import (
     memorization_table,
 )
 from longtail.estimate import influence, memorization
+from longtail.executors import TrainingData
+from tests.approx.conftest import CONFIG as RUNS_CONFIG
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +83,21 @@ def test_the_tables_hold_the_estimates_and_give_them_back(models: SubsetModels) 
         memorization_estimates(table[table["index"] != 7], 50)
     with pytest.raises(ValueError, match=r"lack columns \['score'\]"):
         influence_table([InfluenceEstimate("a", pd.DataFrame({"train_index": [0], "test_index": [0]}), 1, 1)])
+
+
+def test_full_run_methods_share_one_set_of_runs(digits) -> None:
+    """The proxies and attributions asked for, from runs of the study's configuration, each
+    with the cost of the training it reads; methods of the other kind are refused."""
+    data = TrainingData(*digits, n_classes=10)
+    plan = FullRunPlan(n_runs=2, seed=3, checkpoint_epochs=(1, 2))
+    mem, infl = full_run_estimates(
+        data, RUNS_CONFIG, ["forgetting", "nn_input", "tracin"], plan, per_test=4, subset_model_seconds=1.0, subset_ratio=0.7
+    )
+    assert [e.method for e in mem] == ["forgetting"] and [e.method for e in infl] == ["nn_input", "tracin"]
+    assert mem[0].score.shape == (len(digits[1]),)
+    assert mem[0].cost_models >= 2 / 0.7  # two full-data runs of every epoch, at least
+    assert infl[1].pairs.groupby("test_index").size().max() == 4
+    assert full_run_estimates(data, RUNS_CONFIG, [], plan, per_test=4, subset_model_seconds=1.0, subset_ratio=0.7) == ([], [])
+    with pytest.raises(ValueError, match=r"unknown full-run methods \['fz'\]; allowed: learning_speed, forgetting"):
+        full_run_estimates(data, RUNS_CONFIG, ["fz"], plan, per_test=4, subset_model_seconds=1.0, subset_ratio=0.7)
+    assert METHODS[:3] == ("fz", "margin", "eb") and set(RUN_METHODS) <= set(METHODS)

@@ -1,5 +1,5 @@
 """The approximations by name: the one registry that the ``approximation`` pipeline, its
-parameters and benchmarks/approximations.py draw on.
+parameters and benchmarks/approximations.py draw on (``METHODS``).
 
 **Subset-model families** (``SUBSET_FAMILIES``) estimate from the study's own first n subset
 models, for each n of a list; the method ``<family>-<n>`` costs n subset models:
@@ -10,6 +10,11 @@ models, for each n of a list; the method ``<family>-<n>`` costs n subset models:
 
 Each one's seconds are n times the seconds of one subset model (``subset_model_seconds``,
 measured in the same process) plus its own computation.
+
+**Full-run methods** (``RUN_METHODS``): the training-dynamics proxies
+(``longtail.approx.dynamics.MEMORIZATION_METHODS``) and the attribution methods
+(``longtail.approx.attribution.INFLUENCE_METHODS``), from a few full-data runs of the study's
+configuration trained once for all of them (``full_run_estimates``); each counts its own cost.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ import numpy as np
 import pandas as pd
 
 from longtail.approx import fewmodels
+from longtail.approx.attribution import INFLUENCE_METHODS, influence_approximations
+from longtail.approx.dynamics import MEMORIZATION_METHODS, memorization_proxies
 from longtail.approx.result import InfluenceEstimate, MemorizationEstimate
+from longtail.approx.runs import train_full_runs
 from longtail.estimate import influence, memorization
 from longtail.executors import TrainingData, train_shard
 from longtail.nets.config import TrainConfig
@@ -77,8 +85,10 @@ SUBSET_FAMILIES: dict[str, SubsetFamily] = {
 }
 
 
+#: Methods computed from a few full-data runs: memorization proxies, then influence approximations.
+RUN_METHODS: tuple[str, ...] = (*MEMORIZATION_METHODS, *INFLUENCE_METHODS)
 #: Every method the ``approximation`` parameters may name.
-METHODS: tuple[str, ...] = tuple(SUBSET_FAMILIES)
+METHODS: tuple[str, ...] = (*SUBSET_FAMILIES, *RUN_METHODS)
 
 
 def subset_method(family: str, n: int) -> str:
@@ -130,3 +140,46 @@ def subset_model_seconds(data: TrainingData, mask: np.ndarray, config: TrainConf
     started = time.perf_counter()
     train_shard(data, masks, 0, config)
     return time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class FullRunPlan:
+    """The full-data runs that the full-run methods share: how many (at most 8), their seed,
+    and the epochs whose end they keep the weights of (None: every epoch)."""
+
+    n_runs: int
+    seed: int
+    checkpoint_epochs: Sequence[int] | None = None
+
+
+def full_run_estimates(
+    data: TrainingData,
+    config: TrainConfig,
+    methods: Sequence[str],
+    plan: FullRunPlan,
+    *,
+    per_test: int,
+    subset_model_seconds: float,
+    subset_ratio: float,
+) -> tuple[list[MemorizationEstimate], list[InfluenceEstimate]]:
+    """The full-run methods among ``methods``, from ``plan.n_runs`` full-data runs of ``config``
+    (trained only if one is asked for); cost counted against a subset model of
+    ``subset_model_seconds`` on ``subset_ratio`` of the examples, for ``config.epochs``."""
+    unknown = [m for m in methods if m not in RUN_METHODS]
+    if unknown:
+        raise ValueError(f"unknown full-run methods {unknown}; allowed: {', '.join(RUN_METHODS)}")
+    proxies = [m for m in methods if m in MEMORIZATION_METHODS]
+    attributions = [m for m in methods if m in INFLUENCE_METHODS]
+    if not methods:
+        return [], []
+    runs = train_full_runs(
+        data.train_images, data.train_labels, config, plan.n_runs, seed=plan.seed,
+        checkpoint_epochs=plan.checkpoint_epochs, n_classes=data.n_classes,
+    )
+    budget = {"subset_model_seconds": subset_model_seconds, "subset_ratio": subset_ratio}
+    mem = memorization_proxies(runs, data.train_images, data.train_labels, proxies, **budget) if proxies else []
+    infl = influence_approximations(
+        runs, data.train_images, data.train_labels, data.test_images, data.test_labels, attributions,
+        per_test=per_test, **budget,
+    ) if attributions else []
+    return mem, infl

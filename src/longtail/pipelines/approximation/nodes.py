@@ -13,9 +13,18 @@ from matplotlib.figure import Figure
 
 from longtail import figures
 from longtail.approx.measure import Reference, agreement
-from longtail.approx.methods import SUBSET_FAMILIES, SubsetModels, estimates_mem, subset_model_estimates, subset_model_seconds
+from longtail.approx.methods import (
+    RUN_METHODS,
+    SUBSET_FAMILIES,
+    FullRunPlan,
+    SubsetModels,
+    estimates_mem,
+    full_run_estimates,
+    subset_model_estimates,
+    subset_model_seconds,
+)
 from longtail.approx.tables import influence_estimates, influence_table, memorization_estimates, memorization_table
-from longtail.params import ApproximationParams, ScoringParams, TrainingParams
+from longtail.params import ApproximationParams, SamplingParams, ScoringParams, TrainingParams
 from longtail.study import train_config, training_data
 
 logger = logging.getLogger(__name__)
@@ -64,6 +73,40 @@ def estimate_from_subset_models(
         subset_model_seconds=subset_model_seconds, max_block_mb=scoring.max_block_mb,
     )
     return memorization_table(mem), influence_table(infl)
+
+
+def estimate_from_full_runs(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    subset_model_seconds: float,
+    training: TrainingParams,
+    sampling: SamplingParams,
+    approximation: ApproximationParams,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training-dynamics and attribution methods among ``approximation.methods``, from
+    ``approximation.proxy_runs`` full-data runs of the study's configuration (seeded by
+    ``approximation.seed``, weights kept at ``approximation.checkpoint_epochs``): the same two
+    tables as ``estimate_from_subset_models``. No run is trained when none is asked for."""
+    methods = [m for m in approximation.methods if m in RUN_METHODS]
+    plan = FullRunPlan(approximation.proxy_runs, approximation.seed, approximation.checkpoint_epochs)
+    mem, infl = full_run_estimates(
+        training_data(train_images, train_labels, test_images, test_labels), train_config(training), methods, plan,
+        per_test=approximation.per_test, subset_model_seconds=subset_model_seconds, subset_ratio=sampling.subset_ratio,
+    )
+    return memorization_table(mem), influence_table(infl)
+
+
+def combine_approximations(
+    subset_model_memorization: pd.DataFrame,
+    full_run_memorization: pd.DataFrame,
+    subset_model_influence: pd.DataFrame,
+    full_run_influence: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every method's memorization rows, then every method's influence rows, in one table each."""
+    memorization = pd.concat([subset_model_memorization, full_run_memorization], ignore_index=True)
+    return memorization, pd.concat([subset_model_influence, full_run_influence], ignore_index=True)
 
 
 def measure_approximations(

@@ -4,6 +4,8 @@
 from kedro.pipeline import Node, Pipeline
 
 from .nodes import (
+    combine_approximations,
+    estimate_from_full_runs,
     estimate_from_subset_models,
     measure_approximations,
     plot_approximations,
@@ -32,8 +34,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:approximation",
                     "params:scoring",
                 ],
-                ["approximate_memorization", "approximate_influence"],
+                ["subset_model_memorization", "subset_model_influence"],
                 name="estimate_from_subset_models",
+            ),
+            Node(
+                estimate_from_full_runs,
+                [*SPLITS, "subset_model_seconds", "params:training", "params:sampling", "params:approximation"],
+                ["full_run_memorization", "full_run_influence"],
+                name="estimate_from_full_runs",
+            ),
+            Node(
+                combine_approximations,
+                ["subset_model_memorization", "full_run_memorization", "subset_model_influence", "full_run_influence"],
+                ["approximate_memorization", "approximate_influence"],
+                name="combine_approximations",
             ),
             Node(
                 measure_approximations,
