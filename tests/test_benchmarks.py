@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -76,6 +77,41 @@ def test_replication_benchmark_round_trip_through_a_machine_without_the_project(
     noise = run("noise.py", tmp_path / "n.json", "--trained", str(folder), "--reference", "4", "12", *sizes)
     assert noise["memorized_examples"] == result["reference_memorized"]
     assert {"twins", "shared_seeds", "branches"} <= set(noise) and all(noise[k]["seconds"] > 0 for k in ("twins", "branches"))
+
+
+def test_approximations_benchmark_against_an_exported_reference(tmp_path: Path) -> None:
+    """replication.py train → export_reference.py (reads the store, trains nothing) →
+    approximations.py, which trains only the timing model: the study side's models are stored."""
+    store, reference = tmp_path / "store", tmp_path / "reference.npz"
+    benchmarks = ROOT / "benchmarks"
+    common = ["--dataset", "digits", "--store", str(store)]
+    subprocess.run([sys.executable, str(benchmarks / "replication.py"), "train", "--models", "8", *common], check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, str(benchmarks / "export_reference.py"), "--models", "8", "--reference", "4", "8", "--out", str(reference), *common],
+        check=True, timeout=600,
+    )
+    exported = np.load(reference, allow_pickle=False)
+    assert exported["masks"].shape == (4, 1437) and exported["reference_models"].tolist() == [4, 8]
+    assert exported["train_correct"].shape == (4, 1437) and exported["test_correct"].shape == (4, 360)
+    approximations = [sys.executable, str(benchmarks / "approximations.py"), "--reference-npz", str(reference), *common]
+    overlapping = subprocess.run([*approximations, "--counts", "5", "--json", str(tmp_path / "x.json")], capture_output=True, text=True, timeout=600)
+    assert overlapping.returncode != 0 and "would share models with the reference (models 4 on)" in overlapping.stderr
+    markdown = tmp_path / "a.md"
+    chosen = ["--methods", "fz", "margin", "eb", "forgetting", "nn_input", "--runs", "1", "--checkpoint-epochs", "10"]
+    result = run("approximations.py", tmp_path / "a.json", "--reference-npz", str(reference), "--counts", "2", "4", "--markdown", str(markdown), *chosen, *common)
+    subset = [f"{family}-{n}" for n in (2, 4) for family in ("fz", "margin", "eb")]
+    rows = [(row["method"], row["target"]) for row in result["rows"]]
+    assert rows == [(m, "memorization") for m in [*subset, "forgetting"]] + [(m, "influence") for m in [*subset, "nn_input"]]
+    forgetting = next(row for row in result["rows"] if row["method"] == "forgetting")
+    assert forgetting["cost_models"] >= 1 / 0.7 and math.isnan(forgetting["mae"] or math.nan)  # one full-data run; no mem estimate
+    # the reference sets are those of the exported models' exact estimate
+    mem = memorization(exported["masks"], exported["train_correct"])["mem"].to_numpy()
+    assert result["r_mem"] == int((np.nan_to_num(mem, nan=-1) >= 0.25).sum()) > 0
+    assert result["reference_models"] == [4, 8] and result["subset_model_seconds"] > 0
+    assert set(result["goals"]) == {"memorization", "influence"} and result["goals"]["memorization"]["budget_models"] == 25
+    lines = markdown.read_text().splitlines()
+    assert lines[0].startswith("| method | cost (models) |")
+    assert [line.split(" | ")[0][2:] for line in lines[2:]] == ["nn_input", "forgetting", *subset]  # cheapest first (0, 1.43, 2, 4)
 
 
 def _benchmark(name: str):

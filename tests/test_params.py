@@ -15,6 +15,7 @@ from kedro.pipeline import Pipeline
 
 import longtail.pipelines
 from longtail.nets.config import TrainConfig
+from longtail.approx.methods import METHODS
 from longtail.params import BLOCKS, InvalidParameters, TrainingParams, validate_parameters
 from tests.conftest import base_parameters
 
@@ -54,6 +55,12 @@ def test_the_default_configuration_is_valid(parameters: dict) -> None:
         ("training", "claim_timeout_s", 1, "training.claim_timeout_s=1"),
         ("training", "executor", "ray", "training.executor='ray'"),
         ("training", "precision", "fp16", "training.precision='fp16'"),
+        ("approximation", "model_counts", [25, 10], "approximation.model_counts=[25, 10]"),
+        ("approximation", "model_counts", [1, 10], "approximation.model_counts=[1, 10]"),
+        ("approximation", "proxy_runs", 9, "approximation.proxy_runs=9"),
+        ("approximation", "per_test", 0, "approximation.per_test=0"),
+        ("approximation", "methods", [], "approximation.methods=[]"),
+        ("approximation", "methods", ["fz", "fz"], "approximation.methods=['fz', 'fz']"),
     ],
 )
 def test_each_bad_value_is_named(parameters: dict, block: str, key: str, value: object, expected: str) -> None:
@@ -200,3 +207,22 @@ def test_the_store_shard_and_the_models_in_memory_are_checked_apart(parameters: 
     fine = copy.deepcopy(parameters)
     fine["training"].update(models_per_shard=8, models_in_memory=8)
     assert validate_parameters(fine).training.models_in_memory == 8
+
+
+def test_unknown_approximation_methods_are_refused_with_the_allowed_ones(parameters: dict) -> None:
+    bad = copy.deepcopy(parameters)
+    bad["approximation"]["methods"] = ["fz", "lira", "trak"]
+    with pytest.raises(InvalidParameters) as error:
+        validate_parameters(bad)
+    assert error.value.problems == [
+        "approximation.methods=['fz', 'lira', 'trak']: unknown methods ['lira']; allowed: " + ", ".join(METHODS)
+    ]
+
+
+def test_checkpoints_after_the_last_epoch_are_refused(parameters: dict) -> None:
+    bad = copy.deepcopy(parameters)
+    bad["approximation"]["checkpoint_epochs"] = [0, 5, bad["training"]["epochs"] + 1]
+    with pytest.raises(InvalidParameters, match=r"epochs \[11\] come after the last of training.epochs=10; allowed: 0"):
+        validate_parameters(bad)
+    bad["approximation"]["checkpoint_epochs"] = [0, 5, 10]
+    assert validate_parameters(bad).approximation.checkpoint_epochs == (0, 5, 10)

@@ -38,8 +38,10 @@ def make_shard(start: int, stop: int, seed: int = 0) -> Shard:
         {
             "train_correct": rng.random((k, 7)) < 0.5,
             "train_true_prob": rng.random((k, 7)).astype(np.float32),
+            "train_margin": rng.normal(size=(k, 7)).astype(np.float32),
             "test_correct": rng.random((k, 3)) < 0.5,
             "test_true_prob": rng.random((k, 3)).astype(np.float32),
+            "test_margin": rng.normal(size=(k, 3)).astype(np.float32),
             "epoch_loss": rng.random((k, 2)).astype(np.float32),
         },
     )
@@ -324,3 +326,13 @@ def test_racing_runs_train_every_model_exactly_once(tmp_path: Path) -> None:
     for start, stop in ShardStore(tmp_path, IDENTITY).stored_ranges():
         stored[start:stop] += 1
     assert (stored == 1).all()
+
+
+def test_the_same_experiment_in_an_older_format_is_found_beside(tmp_path: Path) -> None:
+    identity = {**IDENTITY, "training": {"hidden_sizes": (8,)}}  # a tuple, read back from JSON as a list
+    old = ShardStore(tmp_path, {**identity, "format": 2})
+    ShardStore(tmp_path, {**identity, "format": 2, "data": "xyz"})  # another experiment
+    ShardStore(tmp_path, {**identity, "format": 4})  # a newer format
+    new = ShardStore(tmp_path, {**identity, "format": 3})
+    assert new.superseded() == [old.folder]
+    assert old.superseded() == []

@@ -55,8 +55,10 @@ def train_shard(data: TrainingData, masks: np.ndarray, start: int, config: Train
         {
             "train_correct": result.correct["train"],
             "train_true_prob": result.true_prob["train"],
+            "train_margin": result.margin["train"],
             "test_correct": result.correct["test"],
             "test_true_prob": result.true_prob["test"],
+            "test_margin": result.margin["test"],
             "epoch_loss": result.epoch_loss,
         },
     )

@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 
 from scipy import stats
 
+from longtail.approx.measure import frontier
 from longtail.estimate.evidence import Z_95
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "t_quantile_975",
     "precision_recall_figure",
     "convergence_figure",
+    "approximation_figure",
 ]
 
 SCORE_COLUMNS = ("index", "label", "mem")
@@ -516,6 +518,56 @@ def convergence_figure(convergence: pd.DataFrame) -> Figure:
     for ax in (left, right):
         ax.grid(alpha=0.3)
     fig.suptitle("Convergence with the number of models")
+    return fig
+
+
+# ------------------------------------------------------------------------ approximations
+
+_APPROXIMATION_PANELS = (
+    ("memorization", "precision_at_r_mem", "precision at |R_mem|", "r_mem", "|R_mem|"),
+    ("influence", "pair_recall_at_r_pairs", "recall of R_pairs among the top |R_pairs|", "r_pairs", "|R_pairs|"),
+)
+
+
+def _plot_frontier(ax: Axes, rows: pd.DataFrame, column: str) -> None:
+    """Each method as a labelled point, and the frontier (no method both cheaper and closer)
+    as a step line through its points."""
+    cost, value = rows["cost_models"].to_numpy(float), rows[column].to_numpy(float)
+    on = frontier(cost, value)
+    ax.scatter(cost[~on], value[~on], color="tab:gray", s=18, zorder=2)
+    ax.scatter(cost[on], value[on], color="tab:red", s=24, zorder=3, label="frontier")
+    best = np.argsort(cost[on], kind="stable")
+    ax.step(cost[on][best], value[on][best], where="post", color="tab:red", linewidth=1, zorder=1)
+    for method, x, y in zip(rows["method"], cost, value):
+        if np.isfinite(y):
+            ax.annotate(str(method), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
+
+
+def approximation_figure(agreement: pd.DataFrame) -> Figure:
+    """Cost in subset-model trainings (log axis) against agreement with the exact estimate, one
+    point per method: left, precision at |R_mem| of the memorization scores; right, recall of
+    R_pairs among each method's |R_pairs| highest-scored pairs. The red steps join the
+    frontier: the methods that no other beats at equal or lower cost."""
+    _require_frame(agreement, "agreement", ("method", "target", "cost_models", "r_mem", "r_pairs",
+                                            *(panel[1] for panel in _APPROXIMATION_PANELS)))
+    if agreement.empty:
+        return _message_figure("no approximations to compare", title="Approximations against the exact estimate")
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    for ax, (target, column, label, size, size_label) in zip(fig.subplots(1, 2), _APPROXIMATION_PANELS):
+        rows = agreement[agreement["target"] == target]
+        if rows.empty:
+            ax.text(0.5, 0.5, f"no {target} methods", ha="center", va="center", transform=ax.transAxes)
+            ax.axis("off")
+            continue
+        _plot_frontier(ax, rows, column)
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("cost (subset-model trainings)")
+        ax.set_ylabel(label)
+        ax.set_title(f"{target} ({size_label} = {int(rows[size].iloc[0])})")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7)
+    fig.suptitle("Approximations against the exact estimate")
     return fig
 
 

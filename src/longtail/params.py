@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from longtail.approx.methods import METHODS
 from longtail.errors import UserFacingError
 from longtail.nets.config import TrainConfig, allowed_values, precision_problem, problem
 
@@ -264,6 +265,35 @@ class DiagnosticsParams(_Block):
         return counts
 
 
+class ApproximationParams(_Block):
+    """The ``approximation`` pipeline's methods (``longtail.approx.methods``) and their budgets."""
+
+    methods: tuple[str, ...]  # subset-model families and full-data-run methods, by name
+    model_counts: tuple[int, ...]  # n of the subset-model families (fz-n, ...); counts above sampling.n_models are skipped
+    proxy_runs: int = Field(ge=1, le=8)  # full-data training runs of the training-dynamics and attribution methods
+    checkpoint_epochs: tuple[int, ...] | None = None  # epochs whose end the runs keep the weights of (0: initial); null: every epoch
+    per_test: int = Field(ge=1)  # highest-scored same-class pairs listed per test example and method
+    seed: int = Field(ge=0)  # the full-data runs' seed
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; allowed: {', '.join(METHODS)}")
+        if not methods or len(set(methods)) != len(methods):
+            raise ValueError("must list at least one method, each once")
+        return methods
+
+    @field_validator("model_counts", "checkpoint_epochs")
+    @classmethod
+    def _increasing(cls, counts: tuple[int, ...] | None, info: ValidationInfo) -> tuple[int, ...] | None:
+        least = 2 if info.field_name == "model_counts" else 0  # an estimate needs models with and without each example
+        if counts is not None and (any(n < least for n in counts) or list(counts) != sorted(set(counts))):
+            raise ValueError(f"must be increasing whole numbers without repeats, each at least {least}")
+        return counts
+
+
 class TrackingParams(_Block):
     required: bool = True  # stop before training when the MLflow store does not answer
     timeout_s: float = Field(default=5.0, gt=0)  # how long to wait for it to answer
@@ -278,6 +308,7 @@ BLOCKS: dict[str, type[_Block]] = {
     "removal": RemovalParams,
     "reporting": ReportingParams,
     "diagnostics": DiagnosticsParams,
+    "approximation": ApproximationParams,
     "tracking": TrackingParams,
 }
 
@@ -292,6 +323,7 @@ class StudyParams(_Block):
     removal: RemovalParams
     reporting: ReportingParams
     diagnostics: DiagnosticsParams
+    approximation: ApproximationParams
     tracking: TrackingParams
 
     @model_validator(mode="after")
@@ -306,6 +338,16 @@ class StudyParams(_Block):
             raise ValueError(
                 f"training.models_in_memory={in_memory} exceeds training.models_per_shard={shard}: only the "
                 "models of one stored shard train together; allowed: at most models_per_shard, or 'auto'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _checkpoints_within_training(self) -> StudyParams:
+        late = [e for e in self.approximation.checkpoint_epochs or () if e > self.training.epochs]
+        if late:
+            raise ValueError(
+                f"approximation.checkpoint_epochs={list(self.approximation.checkpoint_epochs)}: epochs {late} come after "
+                f"the last of training.epochs={self.training.epochs}; allowed: 0 (the initial weights) to {self.training.epochs}"
             )
         return self
 

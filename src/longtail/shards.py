@@ -32,7 +32,7 @@ from longtail.io.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
-ARRAYS = ("train_correct", "train_true_prob", "test_correct", "test_true_prob", "epoch_loss")
+ARRAYS = ("train_correct", "train_true_prob", "train_margin", "test_correct", "test_true_prob", "test_margin", "epoch_loss")
 _META = "__meta__"
 #: Models per claim. Fixed, whatever the shard size of a run (64 on CPU, 512 on CUDA by
 #: default), so that runs with different shard sizes claim the same blocks and never train
@@ -94,6 +94,22 @@ class ShardStore:
         if not description.exists():
             with atomic_path(description) as temporary:
                 temporary.write_text(json.dumps(self.identity, sort_keys=True, indent=2, default=str))
+
+    def superseded(self) -> list[Path]:
+        """The folders beside this one that hold the same experiment in an older store format
+        (an identity equal but for a lower ``format``): models that this format would store
+        with more arrays, and trains again."""
+        mine = _without_format(self.identity)
+        found = []
+        for description in sorted(self.folder.parent.glob("*/experiment.json")):
+            try:
+                other = json.loads(description.read_text())
+            except (OSError, ValueError):
+                continue
+            older = isinstance(other, dict) and other.get("format", 0) < self.identity.get("format", 0)
+            if older and _without_format(other) == mine:
+                found.append(description.parent)
+        return found
 
     def path(self, start: int, stop: int) -> Path:
         return self.folder / f"shard-{start:07d}-{stop:07d}.npz"
@@ -232,6 +248,11 @@ class ShardStore:
                 os.utime(path)
             except FileNotFoundError:
                 self._held.pop(block, None)
+
+
+def _without_format(identity: Mapping[str, Any]) -> Any:
+    """An identity as its JSON description reads back, without its ``format``."""
+    return json.loads(json.dumps({k: v for k, v in identity.items() if k != "format"}, sort_keys=True, default=str))
 
 
 def block_range(block: int, n_models: int) -> tuple[int, int]:

@@ -19,9 +19,11 @@ from longtail.shards import fingerprint
 from longtail.tracking import model_runs_table
 
 # Bump whenever the trainer computes different numbers for the same identity (a new init, loss,
-# kernel path, evaluation precision...): old shards then land in another store folder instead
-# of being mixed with new ones. tests/nets/test_reference.py pins it to reference outputs.
-STORE_FORMAT = 2
+# kernel path, evaluation precision...) or a shard holds other arrays: old shards then land in
+# another store folder instead of being mixed with new ones (the training node names such
+# folders, ShardStore.superseded). tests/nets/test_reference.py pins it to reference outputs.
+# 3: shards also hold train_margin and test_margin (the same models as format 2 otherwise).
+STORE_FORMAT = 3
 
 
 def train_config(params: TrainingParams, seed: int | None = None) -> TrainConfig:
@@ -82,7 +84,7 @@ def models_table(
 
 
 #: The training results whose provenance ``training_provenance`` records, beside the masks.
-TRAINING_RESULTS = ("train_correct", "train_true_prob", "test_correct", "test_true_prob")
+TRAINING_RESULTS = ("train_correct", "train_true_prob", "train_margin", "test_correct", "test_true_prob", "test_margin")
 PROVENANCE_FORMAT = 1
 
 

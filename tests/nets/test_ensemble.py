@@ -189,6 +189,28 @@ def test_state_dicts_load_into_plain_models(digits):
     assert not torch.equal(model[0][0].weight, result.state_dicts[0]["0.0.weight"])
 
 
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_margins_are_the_kept_models_true_logit_over_their_best_other(digits, arch):
+    """The margins equal what each model, rebuilt from its state dict as a plain network, computes
+    on the standardised test images; the model is right exactly where its margin is positive."""
+    images, labels, eval_sets = digits
+    result = train(train_ensemble, digits, subset_masks([300] * 2), replace(EXACT, model=arch, epochs=1))
+    train_images = torch.as_tensor(images, dtype=torch.float64)
+    mean, std = train_images.mean((0, 2, 3), keepdim=True), train_images.std((0, 2, 3), keepdim=True)
+    test_images, test_labels = eval_sets["test"]
+    x = (torch.as_tensor(test_images, dtype=torch.float64) - mean) / std
+    for k, state in enumerate(result.state_dicts):
+        model = build_model(arch, (1, 8, 8), 10, EXACT.hidden_sizes).double()
+        model.load_state_dict(state)
+        with torch.no_grad():
+            logits = model.eval()(x).numpy()
+        true = logits[np.arange(len(test_labels)), test_labels]
+        others = np.where(np.arange(10) == test_labels[:, None], -np.inf, logits).max(1)
+        np.testing.assert_allclose(result.margin["test"][k], true - others, rtol=1e-6, atol=1e-6)
+    assert result.margin["test"].dtype == np.float32
+    np.testing.assert_array_equal(result.margin["test"] > 0, result.correct["test"])
+
+
 def test_mlp_ensemble_learns_digits(digits):
     config = TrainConfig(hidden_sizes=(128,), epochs=8, batch_size=64, lr=0.05, schedule="linear", device="cpu")
     result = train(train_ensemble, digits, subset_masks([840] * 3), config)

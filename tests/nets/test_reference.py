@@ -14,7 +14,7 @@ from longtail.nets.config import TrainConfig
 from longtail.nets.ensemble import train_ensemble
 from longtail.study import STORE_FORMAT
 
-RECORDED_FORMAT = 2
+RECORDED_FORMAT = 3
 # Two models (ids 0 and 5) on the first 300 sklearn digits, evaluated on the next 6: test
 # true-label probabilities (2, 6) and per-epoch training losses (2, 2), as recorded.
 REFERENCE = {

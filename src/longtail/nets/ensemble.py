@@ -47,6 +47,7 @@ def _concat(results: list[EnsembleResult]) -> EnsembleResult:
     return EnsembleResult(
         correct=_joined(results, "correct"),
         true_prob=_joined(results, "true_prob"),
+        margin=_joined(results, "margin"),
         epoch_loss=np.concatenate([r.epoch_loss for r in results]),
         state_dicts=None if first.state_dicts is None else [s for r in results for s in r.state_dicts],
         epoch_correct=_joined(results, "epoch_correct"),
@@ -87,6 +88,7 @@ def _reorder(result: EnsembleResult, rows: np.ndarray) -> EnsembleResult:
     return EnsembleResult(
         correct=reordered(result.correct),
         true_prob=reordered(result.true_prob),
+        margin=reordered(result.margin),
         epoch_loss=result.epoch_loss[inverse],
         state_dicts=None if result.state_dicts is None else [result.state_dicts[i] for i in inverse],
         epoch_correct=reordered(result.epoch_correct),

@@ -110,6 +110,7 @@ class SingleModel(nn.Module):
 class EnsembleResult:
     correct: dict[str, np.ndarray]  # eval-set name -> (K, n) bool: argmax == label
     true_prob: dict[str, np.ndarray]  # eval-set name -> (K, n) float32: softmax prob of the true label
+    margin: dict[str, np.ndarray]  # eval-set name -> (K, n) float32: true-class logit minus the largest other logit
     # (K, epochs) mean training loss of each model per epoch, in the weights' dtype (float32; float64 in fp64)
     epoch_loss: np.ndarray
     state_dicts: list[StateDict] | None = None  # with config.keep_models: build_model state dicts, on CPU
@@ -341,20 +342,24 @@ def fit(
 @torch.no_grad()
 def predict(
     net: Ensemble, images: torch.Tensor, labels: torch.Tensor, batch_size: int, recipe: Recipe
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(K, n) correctness and float32 true-label probability of K models on shared images, as the
-    recipe's evaluation judges them, computed in the images' dtype without autocast (full
-    precision whatever the training's)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(K, n) correctness, float32 true-label probability and float32 logit margin (true-class
+    logit minus the largest other logit: positive exactly where the model is right, bar exact
+    ties) of K models on shared images, as the recipe's evaluation judges them, computed in the
+    images' dtype without autocast (full precision whatever the training's)."""
     k = net.n_models
-    correct, true_prob = [torch.zeros(k, 0, dtype=torch.bool)], [torch.zeros(k, 0)]
+    correct, true_prob, margin = [torch.zeros(k, 0, dtype=torch.bool)], [torch.zeros(k, 0)], [torch.zeros(k, 0)]
     for start in range(0, len(images), batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
         x = x.unsqueeze(1).expand(-1, k, -1, -1, -1).reshape(len(x), -1, *x.shape[2:])
         logits = recipe.logits(net, x.contiguous(memory_format=net.memory_format))
         correct.append((logits.argmax(-1) == y).cpu())
-        probs = logits.softmax(-1)
-        true_prob.append(probs.gather(-1, y.expand(k, -1).unsqueeze(-1)).squeeze(-1).float().cpu())
-    return torch.cat(correct, 1), torch.cat(true_prob, 1)
+        label = y.expand(k, -1).unsqueeze(-1)
+        true_prob.append(logits.softmax(-1).gather(-1, label).squeeze(-1).float().cpu())
+        true_logit = logits.gather(-1, label).squeeze(-1)
+        best_other = logits.scatter(-1, label, -torch.inf).amax(-1)
+        margin.append((true_logit - best_other).float().cpu())
+    return torch.cat(correct, 1), torch.cat(true_prob, 1), torch.cat(margin, 1)
 
 
 def train_and_evaluate(net: Ensemble, shard: Shard, data: Data, recipe: Recipe) -> EnsembleResult:
@@ -363,11 +368,11 @@ def train_and_evaluate(net: Ensemble, shard: Shard, data: Data, recipe: Recipe) 
     config = recipe.config
     batch_size = EVAL_BATCH_FACTOR * config.batch_size
 
-    def evaluate() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def evaluate() -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         net.eval()
         return {name: predict(net, x, y, batch_size, recipe) for name, (x, y) in data.eval_sets.items()}
 
-    epochs: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+    epochs: list[dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = []
 
     def record_epoch() -> None:
         epochs.append(evaluate())
@@ -376,8 +381,9 @@ def train_and_evaluate(net: Ensemble, shard: Shard, data: Data, recipe: Recipe) 
     epoch_loss = fit(net, recipe.streams(shard), data, recipe, record_epoch if config.record_epochs else None)
     predictions = evaluate()
     result = EnsembleResult(
-        correct={name: c.numpy() for name, (c, _) in predictions.items()},
-        true_prob={name: p.numpy() for name, (_, p) in predictions.items()},
+        correct={name: c.numpy() for name, (c, _, _) in predictions.items()},
+        true_prob={name: p.numpy() for name, (_, p, _) in predictions.items()},
+        margin={name: m.numpy() for name, (_, _, m) in predictions.items()},
         epoch_loss=epoch_loss,
     )
     if config.record_epochs:

@@ -11,8 +11,8 @@ import pytest
 
 from longtail.params import SamplingParams, TrainingParams
 from longtail.pipelines.training.nodes import train_subset_models
-from longtail.shards import fingerprint
-from longtail.study import mismatched_inputs
+from longtail.shards import ShardStore, fingerprint
+from longtail.study import STORE_FORMAT, experiment_identity, mismatched_inputs, train_config, training_data
 from longtail.sources import load_source
 
 TRAINING = TrainingParams.model_validate({
@@ -38,19 +38,23 @@ def test_masks_of_another_dataset_are_refused_by_shape(splits: tuple[np.ndarray,
 def test_outputs_cover_every_model_and_land_in_the_store(splits: tuple[np.ndarray, ...], tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     masks = np.stack([rng.permutation(100) < 70 for _ in range(4)])
-    train_correct, train_prob, test_correct, test_prob, runs, summary, provenance = train_subset_models(
-        *splits, masks, tmp_path, TRAINING, SAMPLING
+    train_correct, train_prob, train_margin, test_correct, test_prob, test_margin, runs, summary, provenance = (
+        train_subset_models(*splits, masks, tmp_path, TRAINING, SAMPLING)
     )
-    assert train_correct.shape == train_prob.shape == (4, 100) and test_correct.shape == test_prob.shape == (4, 40)
+    assert train_correct.shape == train_prob.shape == train_margin.shape == (4, 100)
+    assert test_correct.shape == test_prob.shape == test_margin.shape == (4, 40)
+    assert train_margin.dtype == test_margin.dtype == np.float32
     assert (train_prob[train_correct] >= 1 / 10).all()  # the argmax class has at least 1/n_classes
+    np.testing.assert_array_equal(train_margin > 0, train_correct)  # right exactly where the true logit leads
     assert runs["model_index"].tolist() == [0, 1, 2, 3]
     assert len(list(tmp_path.rglob("shard-*.npz"))) == 2
     assert summary["models_trained_in_this_run"]["value"] == 4
     again = train_subset_models(*splits, masks, tmp_path, TRAINING, SAMPLING)
-    assert again[5]["models_reused_from_store"]["value"] == 4
+    assert again[7]["models_reused_from_store"]["value"] == 4
     np.testing.assert_array_equal(again[0], train_correct)
-    assert json.loads(json.dumps(provenance)) == provenance == again[6]  # JSON-safe, same models
-    arrays = {"subset_masks": masks, "train_correct": train_correct, "test_true_prob": test_prob}
+    np.testing.assert_array_equal(again[5], test_margin)
+    assert json.loads(json.dumps(provenance)) == provenance == again[8]  # JSON-safe, same models
+    arrays = {"subset_masks": masks, "train_correct": train_correct, "test_true_prob": test_prob, "train_margin": train_margin}
     fingerprints = {name: fingerprint(array) for name, array in arrays.items()}
     assert mismatched_inputs(fingerprints, provenance) == []
     assert mismatched_inputs({**fingerprints, "subset_masks": fingerprint(masks[::-1])}, provenance) == ["subset_masks"]
@@ -98,9 +102,24 @@ def test_a_store_written_under_the_single_shard_setting_is_resumed(splits: tuple
     is reused whole under the new settings, shards of 2 and all."""
     masks = np.stack([np.random.default_rng(t).permutation(100) < 70 for t in range(4)])
     before = train_subset_models(*splits, masks, tmp_path, TRAINING, SAMPLING)
-    assert before[6]["experiment"] == "97e9050ceb00af6e"
+    assert before[8]["experiment"] == "9f21f458a488b974"  # margins (store format 3) changed the id, the split did not
     training = TrainingParams.model_validate(TRAINING.model_dump() | {"models_per_shard": "auto", "models_in_memory": 3})
     resumed = train_subset_models(*splits, masks, tmp_path, training, SAMPLING)
-    assert resumed[5]["models_reused_from_store"]["value"] == 4
-    for old, new in zip(before[:4], resumed[:4]):
+    assert resumed[7]["models_reused_from_store"]["value"] == 4
+    for old, new in zip(before[:6], resumed[:6]):
         np.testing.assert_array_equal(old, new)
+
+
+def test_models_stored_in_an_older_format_are_named_and_trained_again(
+    splits: tuple[np.ndarray, ...], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store written before margins were recorded (format 2) is left alone, named, and its
+    models trained again into the current format's folder."""
+    masks = np.ones((4, 100), dtype=bool)
+    identity = experiment_identity(training_data(*splits), train_config(TRAINING), SAMPLING)
+    old = ShardStore(tmp_path, {**identity, "format": STORE_FORMAT - 1})
+    with caplog.at_level("WARNING"):
+        outputs = train_subset_models(*splits, masks, tmp_path, TRAINING, SAMPLING)
+    assert outputs[7]["models_trained_in_this_run"]["value"] == 4
+    assert f"{old.folder} holds models of this study in an older store format" in caplog.text
+    assert list(old.folder.iterdir()) == [old.folder / "experiment.json"]

@@ -15,7 +15,7 @@ from kedro.pipeline import node
 
 from longtail.hooks import TrainingProvenanceHook
 from longtail.io import NpyDataset
-from longtail.study import MismatchedInputs, training_provenance
+from longtail.study import TRAINING_RESULTS, MismatchedInputs, training_provenance
 from tests.test_study import run_study
 
 
@@ -60,7 +60,7 @@ def test_each_version_of_an_artefact_is_hashed_once_when_written(tmp_path: Path)
     changes), so even a stand-in of other content passes; a new version is hashed again."""
     rng = np.random.default_rng(0)
     arrays = {"subset_masks": rng.random((4, 50)) < 0.7, "train_correct": rng.random((4, 50)) < 0.5}
-    others = {name: np.zeros(1) for name in ("train_true_prob", "test_correct", "test_true_prob")}
+    others = {name: np.zeros(1) for name in TRAINING_RESULTS if name != "train_correct"}
     provenance = training_provenance(arrays["subset_masks"], "x", {"train_correct": arrays["train_correct"], **others})
     hook, scoring = TrainingProvenanceHook(), node(_score, ["subset_masks", "train_correct"], None, name="score")
     catalog = _catalog(tmp_path, provenance, generate_timestamp())

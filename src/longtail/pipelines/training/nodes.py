@@ -15,7 +15,14 @@ from longtail.executors import make_executor, train_with_store
 from longtail.nets.config import resolve_device
 from longtail.params import SamplingParams, TrainingParams
 from longtail.shards import ShardStore
-from longtail.study import experiment_identity, models_table, train_config, training_data, training_provenance
+from longtail.study import (
+    TRAINING_RESULTS,
+    experiment_identity,
+    models_table,
+    train_config,
+    training_data,
+    training_provenance,
+)
 from longtail.tracking import BackgroundLogger
 
 logger = logging.getLogger(__name__)
@@ -35,14 +42,15 @@ def train_subset_models(
     shard_store: Any,
     training: TrainingParams,
     sampling: SamplingParams,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.DataFrame, dict[str, Any], dict[str, Any]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.DataFrame, dict[str, Any], dict[str, Any]]:
     """Train every subset model not already in the shard store, logging each new model as an
     MLflow child run as its shard lands.
 
-    Returns, each of shape (n_models, n_examples): correctness and true-label probability on
-    the training split, then the same on the test split; the per-model table; summary
-    metrics for the parent MLflow run; and the results' provenance (fingerprints of the masks
-    and arrays, experiment id), saved last so that it never vouches for arrays not yet saved.
+    Returns, each of shape (n_models, n_examples): correctness, true-label probability and
+    logit margin (float32: true-class logit minus the largest other logit) on the training
+    split, then the same on the test split; the per-model table; summary metrics for the
+    parent MLflow run; and the results' provenance (fingerprints of the masks and arrays,
+    experiment id), saved last so that it never vouches for arrays not yet saved.
     """
     config = train_config(training)
     data = training_data(train_images, train_labels, test_images, test_labels)
@@ -52,6 +60,11 @@ def train_subset_models(
             f"examples; expected shape (n_models, {len(train_labels)}): rerun the sampling pipeline"
         )
     store = ShardStore(shard_store, experiment_identity(data, config, sampling))
+    for folder in store.superseded():
+        logger.warning(
+            "%s holds models of this study in an older store format, without the margins this version records: "
+            "they are trained again into %s (delete the old folder once done)", folder, store.folder,
+        )
     per_shard = training.models_per_shard
     if per_shard == "auto":
         per_shard = STORE_SHARD[resolve_device(config.device).type]
@@ -83,10 +96,7 @@ def train_subset_models(
         "models_reused_from_store": len(subset_masks) - trained,
     }
     return (
-        arrays["train_correct"],
-        arrays["train_true_prob"],
-        arrays["test_correct"],
-        arrays["test_true_prob"],
+        *(arrays[name] for name in TRAINING_RESULTS),
         runs,
         {name: {"value": value, "step": 0} for name, value in summary.items()},
         training_provenance(subset_masks, store.id, arrays),

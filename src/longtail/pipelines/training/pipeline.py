@@ -2,6 +2,8 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from longtail.study import TRAINING_RESULTS
+
 from .nodes import train_subset_models
 
 
@@ -21,10 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:sampling",
                 ],
                 [
-                    "train_correct",
-                    "train_true_prob",
-                    "test_correct",
-                    "test_true_prob",
+                    *TRAINING_RESULTS,
                     "subset_model_runs",
                     "training_metrics",
                     "training_provenance",
