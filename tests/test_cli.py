@@ -42,7 +42,7 @@ def test_a_user_mistake_gives_one_message_and_no_trace(
     [
         (
             ["--pipelines", "scorng"],
-            "Error: unknown pipeline 'scorng' (did you mean 'scoring'?); the pipelines: __default__, diagnostics, "
+            "Error: unknown pipeline 'scorng' (did you mean 'scoring'?); the pipelines: __default__, approximation, diagnostics, "
             "export, ingestion, removal, reporting, rescoring, sampling, scoring, training",
         ),
         (

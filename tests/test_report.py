@@ -148,6 +148,9 @@ def test_an_approximations_table_is_shown_when_given(study: dict) -> None:
     assert re.findall(r"<th>(.*?)</th>", section) == ["method", "cost_models", "spearman_mem"]
     assert "trak" in section and "12.500" in section
     assert 'id="approximations"' not in render(study)
+    # before the approximation pipeline has run, the catalog hands the node an empty table
+    empty = write_study_report({}, **study["tables"], **blocks, scoring=study["scoring"], approximation_agreement=pd.DataFrame())
+    assert 'id="approximations"' not in empty
 
 
 def test_the_removal_threshold_stated_is_the_one_nearest_the_memorization_cut_off() -> None:

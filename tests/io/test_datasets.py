@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from kedro.io.core import DatasetError, Version
 
-from longtail.io import NpyDataset, ParquetDataset
+from longtail.io import NpyDataset, OptionalParquetDataset, ParquetDataset
 from longtail.io.atomic import atomic_path
 
 
@@ -76,3 +76,13 @@ def test_a_failed_table_write_keeps_the_previous_file(tmp_path: Path, monkeypatc
     monkeypatch.undo()
     assert dataset.load()["a"].tolist() == [1, 2]
     assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+
+
+def test_an_optional_table_loads_empty_until_its_first_version_is_saved(tmp_path: Path) -> None:
+    path = str(tmp_path / "agreement.parquet")
+    assert OptionalParquetDataset(filepath=path, version=Version(None, None)).load().empty
+    table = pd.DataFrame({"method": ["fz-10"], "cost_models": [10.0]})
+    OptionalParquetDataset(filepath=path, version=Version(None, "2026-01-01T00.00.00.000Z")).save(table)
+    pd.testing.assert_frame_equal(OptionalParquetDataset(filepath=path, version=Version(None, None)).load(), table)
+    with pytest.raises(DatasetError):  # a table that must be there still fails loudly
+        ParquetDataset(filepath=str(tmp_path / "other.parquet"), version=Version(None, None)).load()

@@ -28,5 +28,14 @@ class ParquetDataset(_KedroParquetDataset):
         return table
 
 
+class OptionalParquetDataset(ParquetDataset):
+    """A table that a pipeline run on request writes and another reads when it is there: before
+    the first save it loads as an empty DataFrame instead of failing (e.g. the study report
+    reads ``approximation_agreement``, which only ``kedro run --pipelines approximation`` writes)."""
+
+    def load(self) -> pd.DataFrame:
+        return super().load() if self.exists() else pd.DataFrame()
+
+
 def _plain(cell: object) -> object:
     return cell.tolist() if isinstance(cell, np.ndarray) else cell

@@ -153,7 +153,10 @@ def write_study_report(
     """The study's report (``longtail.report``), one HTML page holding everything it shows;
     ``run_context`` is what the run knows of itself (``longtail.hooks.RunContextHook``), and
     ``approximation_agreement`` (columns ``method``, ``cost_models`` and any metrics), when
-    given, adds the cheap approximations' agreement table."""
+    given and not empty (the approximation pipeline has run), adds the cheap approximations'
+    agreement table."""
+    if approximation_agreement is not None and approximation_agreement.empty:
+        approximation_agreement = None
     _check_selection(reported_pairs, scoring)
     tables = report.StudyTables(
         examples, train_images, test_images, memorization_scores, influence_pairs, reported_pairs, subset_model_runs,

@@ -59,6 +59,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:training",
                     "params:scoring",
                     "params:reporting",
+                    "approximation_agreement",  # empty until `kedro run --pipelines approximation` has run
                 ],
                 "study_report",
                 name="write_study_report",
