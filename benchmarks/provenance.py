@@ -42,8 +42,10 @@ def synthetic_study(models: int, seed: int = 0) -> dict[str, np.ndarray]:
         "subset_masks": rng.random((models, N_TRAIN)) < 0.7,
         "train_correct": rng.random((models, N_TRAIN)) < 0.9,
         "train_true_prob": rng.random((models, N_TRAIN), dtype=np.float32),
+        "train_margin": rng.standard_normal((models, N_TRAIN), dtype=np.float32),
         "test_correct": rng.random((models, N_TEST)) < 0.9,
         "test_true_prob": rng.random((models, N_TEST), dtype=np.float32),
+        "test_margin": rng.standard_normal((models, N_TEST), dtype=np.float32),
     }
 
 

@@ -66,8 +66,9 @@ def setting(
 
 
 def _positive_widths(sizes: tuple[int, ...]) -> tuple[int, ...]:
-    if not sizes or any(size < 1 for size in sizes):
-        raise ValueError("must be a non-empty list of positive layer widths")
+    """Positive widths; no hidden layer at all (``[]``) is a linear model, e.g. logistic regression."""
+    if any(size < 1 for size in sizes):
+        raise ValueError("must be a list of positive layer widths ([] for a linear model)")
     return sizes
 
 
