@@ -1,4 +1,4 @@
-"""Which approximation to trust at which budget (issue 18's measure).
+"""Which approximation to trust at which budget.
 
 Every method of ``longtail.approx.methods`` (``--methods``, default all; ``trak`` and
 ``influence_function`` need the ``peers`` extra) is measured against a reference: the exact
@@ -19,7 +19,7 @@ full-data runs, is trained here with this checkout's code:
     python benchmarks/approximations.py --reference-npz ~/reference-500-2000.npz \\
         --json approximations.json --markdown approximations.md
 
-Measured: to be measured (docs/approximations.md).
+Measured: docs/approximations.md (2-core AMD EPYC, quiet, 909 s with every method).
 """
 
 from __future__ import annotations

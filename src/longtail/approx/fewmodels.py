@@ -1,4 +1,4 @@
-"""Estimators that read more out of a few subset models than right/wrong (issue 18, item 2).
+"""Estimators that read more out of a few subset models than right/wrong.
 
 Both contrast, like the exact estimate, the models that trained on a training example (IN)
 with those that did not (OUT); the caller passes the first n models of the study.

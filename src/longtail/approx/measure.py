@@ -1,4 +1,4 @@
-"""How closely an approximation follows the exact estimate (issue 18's measure).
+"""How closely an approximation follows the exact estimate.
 
 * **R_mem**: the training examples whose reference mem ≥ the memorization threshold (0.25).
 * **R_pairs**: the same-class pairs whose reference infl ≥ the influence threshold (0.15) and
