@@ -52,6 +52,10 @@ warnings.filterwarnings(
 )
 
 
+# - kedro-viz 12.5 uses FastAPI's ORJSONResponse, which newer FastAPI releases deprecate.
+warnings.filterwarnings("ignore", message=r"ORJSONResponse is deprecated", module=r"kedro_viz\.")
+
+
 def _tracking_uri(database: str = "mlflow.db") -> str:
     """``MLFLOW_TRACKING_URI`` when set, else the SQLite store ``database`` in the project root.
 
