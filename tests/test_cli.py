@@ -90,7 +90,10 @@ def test_a_run_prints_the_studys_own_lines_and_no_library_noise(smoke_run: tuple
     output = smoke_run[1].stdout + smoke_run[1].stderr
     log = (smoke_run[0] / "longtail.log").read_text()
     assert "models 24/24" in output and "Pipeline execution completed successfully" in log
-    noisy = [line for line in (output + log).splitlines() if any(noise in line for noise in NOISE)]
+    # the log file is the project's: the browser tests' `kedro viz build` of the same project adds
+    # to it, and kedro-viz's own import warns (FastAPI deprecation) before any project setting loads
+    lines = [line for line in (output + log).splitlines() if "site-packages/kedro_viz/" not in line]
+    noisy = [line for line in lines if any(noise in line for noise in NOISE)]
     assert noisy == []
 
 
