@@ -35,11 +35,12 @@ CIFAR_TRAIN, CIFAR_TEST = 50_000, 10_000
 PRESET_MODELS = {"cifar10": 2_000, "cifar100": 4_000}
 
 
-def preset_config(env: str, device: str) -> TrainConfig:
-    """The training settings conf/<env> gives (they cover every setting that changes numbers)."""
+def preset_config(env: str, device: str, precision: str | None = None) -> TrainConfig:
+    """The training settings conf/<env> gives (they cover every setting that changes numbers),
+    with ``precision`` instead of the preset's when given."""
     training = yaml.safe_load((CONF / env / "parameters.yml").read_text())["training"]
     settings = {f.name: training[f.name] for f in fields(TrainConfig) if f.name in training}
-    settings["precision"] = resolve_precision(training.get("precision", "auto"), device)
+    settings["precision"] = resolve_precision(precision or training.get("precision", "auto"), device, training["model"])
     return TrainConfig(**{**settings, "device": device})
 
 
@@ -63,9 +64,10 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=8, help="models timed per stack size")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the training-only run")
     parser.add_argument("--stacks", type=int, nargs="+", default=[1, 2, 4, 8], help="models per shard to time")
+    parser.add_argument("--precision", choices=("auto", "fp32", "tf32", "bf16"), help="default: the preset's")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    preset = preset_config("cifar10", args.device)
+    preset = preset_config("cifar10", args.device, args.precision)
     rng = np.random.default_rng(0)
     n = args.n_train + args.n_test
     images, labels = rng.random((n, 3, 32, 32), dtype=np.float32), rng.integers(0, 10, n)

@@ -51,7 +51,7 @@ from longtail.nets.config import TrainConfig
 from longtail.params import SamplingParams
 from longtail.shards import ShardStore
 from longtail.study import experiment_identity, training_data
-from replication import PER_SHARD, REFERENCE_MEM, REFERENCE_PAIR, study_inputs
+from replication import PER_SHARD, REFERENCE_MEM, REFERENCE_PAIR, load_reference, study_inputs
 
 COUNTS = (10, 25, 50, 100, 250)
 PER_TEST = 20
@@ -70,17 +70,6 @@ TABLE_COLUMNS = (
     ("pair_recall_at_r_pairs", "pair recall at \\|R_pairs\\|", "{:.2f}"),
     ("pair_recall_at_10_r_pairs", "at 10·\\|R_pairs\\|", "{:.2f}"),
 )
-REFERENCE_ARRAYS = ("masks", "train_correct", "test_correct", "train_labels", "test_labels", "reference_models")
-
-
-def load_reference(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as stored:
-        missing = [name for name in REFERENCE_ARRAYS if name not in stored.files]
-        if missing:
-            raise SystemExit(f"{path} lacks {missing}: write it with benchmarks/export_reference.py")
-        return {name: stored[name] for name in stored.files}
-
-
 def study_setting(dataset: str, n_models: int) -> tuple[dict[str, np.ndarray], TrainingData, TrainConfig, SamplingParams]:
     """The default study's inputs (its first ``n_models`` masks), splits, trainer and sampling."""
     inputs, config, sampling = study_inputs(dataset, "independent", n_models)

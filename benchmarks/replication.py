@@ -61,6 +61,18 @@ REPLICATES_PAIR, REPLICATES_MEM = 0.10, 0.15  # a reported item replicates at th
 PER_SHARD = 50
 
 
+REFERENCE_ARRAYS = ("masks", "train_correct", "test_correct", "train_labels", "test_labels", "reference_models")
+
+
+def load_reference(path: Path) -> dict[str, np.ndarray]:
+    """The reference models of an npz written by benchmarks/export_reference.py."""
+    with np.load(path, allow_pickle=False) as stored:
+        missing = [name for name in REFERENCE_ARRAYS if name not in stored.files]
+        if missing:
+            raise SystemExit(f"{path} lacks {missing}: write it with benchmarks/export_reference.py")
+        return {name: stored[name] for name in stored.files}
+
+
 def default_parameters(dataset: str) -> dict:
     merged: dict = {}
     for path in sorted(CONF.glob("parameters_*.yml")):
@@ -69,11 +81,18 @@ def default_parameters(dataset: str) -> dict:
     return merged
 
 
-def study_inputs(dataset: str, scheme: str, n_models: int) -> tuple[dict[str, np.ndarray], TrainConfig, SamplingParams]:
+def study_inputs(
+    dataset: str, scheme: str, n_models: int, precision: str = "fp32"
+) -> tuple[dict[str, np.ndarray], TrainConfig, SamplingParams]:
     """The default study's data and first ``n_models`` subset masks under ``scheme``, as the
-    pipelines make them, with its trainer configuration and sampling parameters."""
+    pipelines make them, with its trainer configuration (in ``precision``: fp32 unless asked,
+    whatever ``auto`` picks on this machine) and sampling parameters."""
     params = default_parameters(dataset)
-    study = validate_parameters({**params, "sampling": {**params["sampling"], "n_models": n_models, "scheme": scheme}})
+    study = validate_parameters({
+        **params,
+        "sampling": {**params["sampling"], "n_models": n_models, "scheme": scheme},
+        "training": {**params["training"], "precision": precision},
+    })
     train_images, test_images, clean = load_and_split(study.dataset)
     _, train_labels, test_labels = plant_label_noise(clean, study.dataset)
     masks = draw_subset_masks(train_labels, study.sampling)
@@ -84,14 +103,14 @@ def study_inputs(dataset: str, scheme: str, n_models: int) -> tuple[dict[str, np
     return inputs, config, sampling
 
 
-def study_arrays(store_root: Path, dataset: str, scheme: str, n_models: int) -> dict[str, np.ndarray]:
+def study_arrays(store_root: Path, dataset: str, scheme: str, n_models: int, precision: str = "fp32") -> dict[str, np.ndarray]:
     """Masks, labels and correctness of the default study's first ``n_models`` models under
-    ``scheme``, training (and storing) whatever the store lacks."""
-    inputs, config, sampling = study_inputs(dataset, scheme, n_models)
+    ``scheme`` in ``precision``, training (and storing) whatever the store lacks."""
+    inputs, config, sampling = study_inputs(dataset, scheme, n_models, precision)
     data = training_data(*(inputs[k] for k in ("train_images", "train_labels", "test_images", "test_labels")))
     store = ShardStore(store_root, experiment_identity(data, config, sampling))
     arrays, trained = train_with_store(store, inputs["masks"], data, config, PER_SHARD, LocalExecutor())
-    logging.info("%s %s: %d models, %d trained now", dataset, scheme, n_models, trained)
+    logging.info("%s %s %s: %d models, %d trained now", dataset, scheme, config.precision, n_models, trained)
     return {"masks": inputs["masks"], "train_labels": inputs["train_labels"], "test_labels": inputs["test_labels"], **arrays}
 
 
@@ -125,10 +144,12 @@ def _keys(pairs: pd.DataFrame, n_test: int) -> np.ndarray:
     return pairs["train_index"].to_numpy() * n_test + pairs["test_index"].to_numpy()
 
 
-def measure(study: dict[str, np.ndarray], reference: dict[str, np.ndarray], n_models: int, scoring: dict) -> dict:
-    """Both selections of the study's first ``n_models`` models against the reference models."""
+def measure(
+    study: dict[str, np.ndarray], reference: dict[str, np.ndarray], n_models: int, scoring: dict, ref_models: slice
+) -> dict:
+    """Both selections of the study's first ``n_models`` models against the ``ref_models`` of
+    ``reference``."""
     n_test = study["test_correct"].shape[1]
-    ref_models = slice(*REFERENCE)
     ref_scores, ref_pairs = _estimates(reference, ref_models, REFERENCE_PAIR, None)
     ref_mem = ref_scores["mem"].to_numpy()
     ref_selected = ref_pairs[(ref_pairs["infl"] >= REFERENCE_PAIR) & (ref_pairs["mem"] >= REFERENCE_MEM)]
@@ -191,17 +212,23 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist5k")
     parser.add_argument("--models", type=int, default=500, help="the study's size (train: how many to have)")
     parser.add_argument("--scheme", choices=["independent", "balanced"], default="independent")
+    parser.add_argument(
+        "--precision", choices=["fp32", "bf16", "tf32", "auto"], default="fp32",
+        help="the study's (train, measure); the reference models are always fp32",
+    )
     parser.add_argument("--reference", type=int, nargs=2, default=REFERENCE, help="reference models [start, stop)")
     parser.add_argument("--store", type=Path, default=Path.home() / ".cache" / "longtail" / "replication-shards")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--trained", type=Path, help="prepare: the folder to write; measure: models trained by benchmarks/train_arrays.py")
+    parser.add_argument("--reference-npz", type=Path, help="measure: the reference models as benchmarks/export_reference.py wrote them")
     args = parser.parse_args()
     REFERENCE = tuple(args.reference)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.perf_counter()
     if args.command == "train":
-        study_arrays(args.store, args.dataset, args.scheme, args.models)
-        print(json.dumps({"trained": args.models, "scheme": args.scheme, "seconds": time.perf_counter() - started}))
+        study_arrays(args.store, args.dataset, args.scheme, args.models, args.precision)
+        print(json.dumps({"trained": args.models, "scheme": args.scheme, "precision": args.precision,
+                          "seconds": time.perf_counter() - started}))
         return
     if args.command == "prepare":
         prepare(args.trained, args.dataset, args.models)
@@ -216,17 +243,25 @@ def main() -> None:
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
         return
+    ref_models = slice(*REFERENCE)
+    if args.reference_npz:
+        reference, ref_models = load_reference(args.reference_npz), slice(None)
+        REFERENCE = tuple(int(model) for model in reference["reference_models"])
     if args.models > REFERENCE[0] and args.scheme == "independent":
         raise SystemExit(f"--models {args.models} would share models with the reference {REFERENCE}")
     scoring = default_parameters(args.dataset)["scoring"]
     if args.trained:
         study = reference = trained_arrays(args.trained)
     else:
-        study = study_arrays(args.store, args.dataset, args.scheme, args.models)
-        reference = study_arrays(args.store, args.dataset, "independent", REFERENCE[1])
+        study = study_arrays(args.store, args.dataset, args.scheme, args.models, args.precision)
+        if not args.reference_npz:
+            reference = study_arrays(args.store, args.dataset, "independent", REFERENCE[1])
+    if any(not np.array_equal(study[side], reference[side]) for side in ("train_labels", "test_labels")):
+        raise SystemExit("the reference's labels differ from this study's: another dataset, split or label noise")
     result = {
-        "dataset": args.dataset, "models": args.models, "scheme": args.scheme, "reference": list(REFERENCE),
-        "scoring": scoring, **measure(study, reference, args.models, scoring),
+        "dataset": args.dataset, "models": args.models, "scheme": args.scheme, "precision": args.precision,
+        "reference": list(REFERENCE),
+        "scoring": scoring, **measure(study, reference, args.models, scoring, ref_models),
         "seconds": time.perf_counter() - started, "machine": platform.processor() or platform.machine(),
     }
     print(json.dumps(result, indent=2))

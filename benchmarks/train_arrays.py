@@ -29,12 +29,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("folder", type=Path)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", help="auto: bf16 on CUDA, fp32 elsewhere (the study's default)")
+    parser.add_argument("--precision", default="auto", help="auto: what the study's default picks on this device (resolve_precision)")
     args = parser.parse_args()
     inputs = np.load(args.folder / "inputs.npz", allow_pickle=False)
     settings = json.loads((args.folder / "config.json").read_text())
     config = TrainConfig(**{**settings, "hidden_sizes": tuple(settings["hidden_sizes"])})
-    config = replace(config, device=args.device, precision=resolve_precision(args.precision, args.device))
+    config = replace(config, device=args.device, precision=resolve_precision(args.precision, args.device, config.model))
     masks = inputs["masks"]
     started = time.perf_counter()
     result = train_ensemble(

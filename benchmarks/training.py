@@ -8,7 +8,7 @@ Measures, in one process on the same data and configuration: models/s of
 ``train_ensemble`` and of the per-model reference ``train_one_by_one`` (timed on fewer
 models), the FLOP/s the ensemble achieves (forward+backward FLOPs counted with
 FlopCounterMode) and the device's float32 (CPU) or bf16 (CUDA) matmul FLOP/s. With a
-precision other than fp32 (``auto``: bf16 on CUDA, fp32 on CPU), the ensemble is also timed
+precision other than fp32 (``auto``: what the study's default picks, resolve_precision), the ensemble is also timed
 in fp32 and the speedup of the chosen precision over it is reported. With ``--model``, the
 ensemble is the user's module vmapped (``longtail.nets.functional``), and the built-in
 stacked MLP of the same widths is timed beside it.
@@ -77,6 +77,7 @@ def synthetic(n_train: int, n_test: int, shape: tuple[int, int, int]) -> Callabl
 PRESETS = {
     "digits-mlp": Preset(digits, TrainConfig(hidden_sizes=(128,), epochs=10), models=256, loop_models=16),
     "mnist-mlp": Preset(synthetic(60_000, 10_000, (1, 28, 28)), TrainConfig(epochs=10), models=8, loop_models=2),
+    "mnist-cnn": Preset(synthetic(5_000, 1_000, (1, 28, 28)), TrainConfig(model="cnn", epochs=2), models=4, loop_models=1),
     "cifar-resnet": Preset(
         synthetic(1_000, 500, (3, 32, 32)),
         TrainConfig(model="resnet", epochs=1, batch_size=128, lr=0.1, augment=True, schedule="linear"),
@@ -188,7 +189,7 @@ def main() -> None:
 
     preset = PRESETS[args.preset]
     device = resolve_device(args.device)
-    config = replace(preset.config, device=str(device), precision=resolve_precision(args.precision, str(device)))
+    config = replace(preset.config, device=str(device), precision=resolve_precision(args.precision, str(device), args.model or preset.config.model))
     if args.model:
         builtin = builtin_twin(preset, config, args.model)
         config = replace(config, model=args.model)

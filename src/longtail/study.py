@@ -34,7 +34,7 @@ def train_config(params: TrainingParams, seed: int | None = None) -> TrainConfig
         **shared
         | {
             "seed": params.seed if seed is None else seed,
-            "precision": resolve_precision(params.precision, params.device),
+            "precision": resolve_precision(params.precision, params.device, params.model),
             "models_in_memory": None if params.models_in_memory == "auto" else params.models_in_memory,
         }
     )
