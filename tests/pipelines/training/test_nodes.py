@@ -18,6 +18,7 @@ from longtail.sources import load_source
 TRAINING = TrainingParams.model_validate({
     "model": "mlp", "hidden_sizes": [8], "epochs": 1, "batch_size": 32, "lr": 0.05, "momentum": 0.9,
     "weight_decay": 0.0, "schedule": "constant", "seed": 0, "device": "cpu", "models_per_shard": 2,
+    "precision": "fp32",  # named: auto is bf16 on some CPUs, and a test below pins the experiment id
 })
 SAMPLING = SamplingParams(n_models=4, subset_ratio=0.7, seed=0)
 
