@@ -213,8 +213,8 @@ def resolve_precision(precision: str, device: str, model: str) -> str:
     - CUDA: tf32 for the MLP (no per-step weight casts; 11% faster than bf16 on an H200),
       bf16 autocast for convolutional and users' networks (bf16 13.9 against tf32 10.5 models/s
       for the ResNet);
-    - a CPU with bf16 in hardware: bf16 autocast (1.5-1.9x fp32 for the MLPs, 1.7x for the
-      ResNet, on a 2-core AMD EPYC; replicates like fp32 at 500 models);
+    - a CPU with bf16 in hardware: bf16 autocast (on a 2-core AMD EPYC 1.44x fp32 for the
+      default study, 1.03-2.1x for the other networks; its lists replicate as fp32's do);
     - elsewhere (other CPUs, Apple GPUs): fp32.
     """
     if precision != "auto":
