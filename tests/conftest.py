@@ -60,10 +60,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh project copy as the working directory, with its own data folder and store."""
     root = _copy_project(tmp_path / "project")
     monkeypatch.chdir(root)
-    while mlflow.active_run() is not None:  # a run an earlier test left open would take this project's runs
-        mlflow.end_run()
     mlflow.set_tracking_uri(None)
     yield root
+    active = mlflow.active_run()  # a run left open would take the next session's runs
+    assert active is None, f"MLflow run {active.info.run_id} ({active.info.run_name}) left active"
     mlflow.set_tracking_uri(None)
 
 

@@ -36,8 +36,22 @@ def test_a_run_reads_its_own_parameters_when_another_session_opens(project: Path
             session.run(pipeline_names=["ingestion", "sampling", "training"])
     finally:
         other.close()
-        while mlflow.active_run() is not None:  # kedro-mlflow leaves its run on MLflow's stack
-            mlflow.end_run()
     (parent,), children = mlflow_runs(project)
     assert parent.info.run_name == "digits · 8 × mlp 64 · seed 0"
     assert len(children) == 8
+
+
+def test_sessions_run_one_after_another_each_close_their_own_mlflow_run(project: Path) -> None:
+    """kedro-mlflow reopens the study's run before every node. Nested (its template's default),
+    each reopening stayed on MLflow's stack and only one was closed at the end, so the run was
+    still active after the session and the next session's runs landed in it."""
+    bootstrap_project(project)
+    for seed in (0, 1):
+        params = {"sampling": {"n_models": 8, "seed": seed}, "training": {"epochs": 1, "device": "cpu"}}
+        with KedroSession.create(project_path=project, env="smoke", runtime_params=params) as session:
+            session.run(pipeline_names=["ingestion", "sampling", "training"])
+        assert mlflow.active_run() is None
+    parents, children = mlflow_runs(project)
+    assert len(parents) == 2 and {parent.info.status for parent in parents} == {"FINISHED"}
+    assert len(children) == 16
+    assert {child.data.tags["mlflow.parentRunId"] for child in children} == {parent.info.run_id for parent in parents}

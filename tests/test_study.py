@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,14 +24,8 @@ STAGES = ("ingestion", "sampling", "training", "scoring", "diagnostics", "remova
 
 def run_study(root: Path, **kwargs: object) -> None:
     bootstrap_project(root)
-    try:
-        with KedroSession.create(project_path=root, env="smoke", runtime_params=kwargs.pop("runtime_params", None)) as session:
-            session.run(**kwargs)
-    finally:
-        # kedro-mlflow re-enters the parent run in every node and leaves it on MLflow's
-        # thread-local stack; a later session in this process must not inherit it.
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
+    with KedroSession.create(project_path=root, env="smoke", runtime_params=kwargs.pop("runtime_params", None)) as session:
+        session.run(**kwargs)
 
 
 def catalog(root: Path):
